@@ -130,7 +130,8 @@ class SequenceDataset:
         for user, seq in zip(self.users, self.sequences):
             if len(seq) < MIN_SEQUENCE_LENGTH:
                 raise DataFormatError(
-                    f"user {user!r} has {len(seq)} interactions; leave-one-out needs >= {MIN_SEQUENCE_LENGTH}",
+                    f"user {user!r} has {len(seq)} interactions; "
+                    f"leave-one-out needs >= {MIN_SEQUENCE_LENGTH}",
                     source,
                 )
             if seq.min() < 0 or seq.max() >= n:
@@ -162,10 +163,12 @@ class SequenceDataset:
         return [s[:-2] for s in self.sequences]
 
     def valid_examples(self) -> SplitExamples:
-        return SplitExamples(self.users, [s[:-2] for s in self.sequences], np.array([s[-2] for s in self.sequences]))
+        histories = [s[:-2] for s in self.sequences]
+        return SplitExamples(self.users, histories, np.array([s[-2] for s in self.sequences], dtype=np.int64))
 
     def test_examples(self) -> SplitExamples:
-        return SplitExamples(self.users, [s[:-1] for s in self.sequences], np.array([s[-1] for s in self.sequences]))
+        histories = [s[:-1] for s in self.sequences]
+        return SplitExamples(self.users, histories, np.array([s[-1] for s in self.sequences], dtype=np.int64))
 
     def examples(self, split: str) -> SplitExamples:
         if split == "valid":

@@ -1,0 +1,141 @@
+"""Compact SID Llama vs SASRec and Popularity on all of Amazon Beauty (leave-one-out, all 22,363 test users).
+
+The compact model (``recipes/compact_beauty.yaml``) is trained here on whole user sequences and decoded
+with trie-constrained beam search; SASRec and Popularity are trained in the same run on the same split.
+TIGER's published numbers are printed beside them for reference (not re-run).
+
+    python -m bench.seqrec_beauty_compact [--config recipes/compact_beauty.yaml] [--threads 2]
+
+Re-running resumes every model from ``--work-dir`` (default ``runs/seqrec_beauty_compact``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from bench.common import markdown_table, record
+from genrec.baselines import Popularity, SASRecConfig, train_sasrec
+from genrec.data import load_amazon_p5
+from genrec.eval import catalog_coverage, evaluate_recommender, evaluate_topk, valid_item_rate
+from genrec.model.compact import CompactTrainingConfig, train_compact
+from genrec.utils import configure_threads, read_json, shared_dataset
+from recipes.compact_train import semantic_ids
+
+# TIGER (Rajput et al., NeurIPS 2023), Table 2, Beauty.
+TIGER = {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384}
+KS = (5, 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="recipes/compact_beauty.yaml")
+    parser.add_argument("--work-dir", default="runs/seqrec_beauty_compact")
+    parser.add_argument("--beams", type=int, default=20)
+    parser.add_argument("--sasrec-epochs", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    threads = configure_threads(args.threads)
+    work = Path(args.work_dir)
+    with open(args.config, encoding="utf-8") as fh:
+        config = CompactTrainingConfig.from_dict(yaml.safe_load(fh))
+    config.output_dir = str(work / "compact")
+    config.num_threads = threads
+
+    walls: dict[str, float] = {}
+    t = time.perf_counter()
+    dataset = load_amazon_p5(shared_dataset("amazon2014-beauty"))
+    sid = semantic_ids(dataset, work / "sid")
+    walls["data_and_sids"] = time.perf_counter() - t
+    test = dataset.test_examples()
+    rows, results = [], {}
+
+    t = time.perf_counter()
+    popularity = Popularity().fit(dataset)
+    pop_top, _ = popularity.recommend(test.histories, 10)
+    results["Popularity"] = {
+        **evaluate_topk(pop_top, test.targets, KS),
+        "coverage@10": catalog_coverage(pop_top, dataset.num_items),
+        "valid_item_rate": 1.0,
+    }
+    walls["popularity"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    item_tokens = [sid.item_tokens(i) for i in range(dataset.num_items)]
+    compact = train_compact(dataset, item_tokens, config)
+    walls["compact_train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    top, _ = compact.recommend(test.histories, k=10, num_beams=args.beams, batch_size=256, progress=True)
+    walls["compact_test"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sasrec = train_sasrec(
+        dataset, SASRecConfig(epochs=args.sasrec_epochs, num_threads=threads), output_dir=work / "sasrec"
+    )
+    walls["sasrec_train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sas_top, _ = sasrec.recommend(test.histories, 10)
+    results["SASRec"] = {
+        **evaluate_recommender(sasrec, test, KS),
+        "coverage@10": catalog_coverage(sas_top, dataset.num_items),
+        "valid_item_rate": 1.0,
+    }
+    walls["sasrec_test"] = time.perf_counter() - t
+
+    state = read_json(work / "compact" / "trainer_state.json")
+    tokens_per_s = float(np.mean([h["tokens_per_s"] for h in state["history"]]))
+    results["Compact SID Llama (ours)"] = {
+        **evaluate_topk(top, test.targets, KS),
+        "coverage@10": catalog_coverage(top, dataset.num_items),
+        "valid_item_rate": valid_item_rate(top, dataset.num_items),
+    }
+    results["TIGER (published)"] = dict(TIGER)
+
+    columns = ["model", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "coverage@10", "valid_item_rate"]
+    for name, m in results.items():
+        rows.append({"model": name, **m})
+    ours = results["Compact SID Llama (ours)"]
+    ratios = {
+        f"vs_{base}": {k: ours[k] / results[base][k] for k in ("recall@10", "ndcg@10")}
+        for base in ("SASRec", "Popularity", "TIGER (published)")
+    }
+    test_ms = 1000 * walls["compact_test"] / len(test)
+    summary = (
+        f"Amazon Beauty, {dataset.num_users:,} users, {dataset.num_items:,} items, leave-one-out, all "
+        f"{len(test):,} test users, full catalog. Compact model: "
+        f"{compact.num_parameters() / 1e6:.2f}M params, "
+        f"{len(sid.level_prefixes)}-token RQ-KMeans SIDs, beam {args.beams}, trained "
+        f"{state['epoch']} epochs (best {state['best_epoch']}) in {walls['compact_train'] / 60:.1f} min at "
+        f"{tokens_per_s:,.0f} tokens/s; test decoding {test_ms:.1f} ms/user. {threads} threads.\n\n"
+        f"{markdown_table(rows, columns)}\n"
+        f"Ours / SASRec: R@10 x{ratios['vs_SASRec']['recall@10']:.2f}, "
+        f"N@10 x{ratios['vs_SASRec']['ndcg@10']:.2f}; "
+        f"ours / TIGER (published): R@10 x{ratios['vs_TIGER (published)']['recall@10']:.2f}, "
+        f"N@10 x{ratios['vs_TIGER (published)']['ndcg@10']:.2f}."
+    )
+    print(summary)
+    record(
+        "seqrec_beauty_compact",
+        dataset="amazon2014-beauty",
+        metrics=ours,
+        baselines={k: v for k, v in results.items() if k != "Compact SID Llama (ours)"},
+        wall_times=walls,
+        summary=summary,
+        extra={
+            "ratios": ratios,
+            "compact_config": state["config"],
+            "training_history": state["history"],
+            "tokens_per_s": tokens_per_s,
+            "test_ms_per_user": test_ms,
+            "beams": args.beams,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""Trie-constrained beam search over item token paths for any Hugging Face causal LM.
+
+:func:`constrained_beam_search` encodes each prompt once, then copies its KV cache across the beams, and
+reads each step's allowed tokens from the trie's dense per-depth tables (one gather, no per-beam Python
+callback). :func:`hf_constrained_generate` is the reference path LC-Rec and MiniOneRec use —
+``model.generate`` with ``prefix_allowed_tokens_fn`` — which encodes the prompt once per beam; the tests
+check that both return the same lists.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache, GenerationConfig, PreTrainedModel
+
+from genrec.decoding.trie import ItemTrie
+
+
+def _check_widths(trie: ItemTrie, num_beams: int, num_return: int) -> None:
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if not 1 <= num_return <= num_beams:
+        raise ValueError(f"num_return must be in [1, num_beams={num_beams}], got {num_return}")
+    if num_return > trie.num_items:
+        raise ValueError(f"num_return={num_return} exceeds the {trie.num_items} items in the trie")
+
+
+@torch.no_grad()
+def constrained_beam_search(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    trie: ItemTrie,
+    num_beams: int = 10,
+    num_return: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``num_return`` items per prompt by summed token log-probability, best first.
+
+    ``input_ids``/``attention_mask`` are ``(B, T)`` left-padded prompts. Returns ``(item_indices, scores)``,
+    both ``(B, num_return)``; every index is a catalog item and no item repeats within a row. Beams whose
+    prefix has fewer valid continuations than ``num_beams`` simply keep fewer live beams, so a beam wider
+    than the catalog is fine as long as ``num_return`` does not exceed the number of items.
+    """
+    num_return = num_beams if num_return is None else num_return
+    _check_widths(trie, num_beams, num_return)
+    if input_ids.shape != attention_mask.shape:
+        raise ValueError(
+            f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ"
+        )
+    if (attention_mask[:, -1] == 0).any():
+        raise ValueError("prompts must be left-padded (attention_mask[:, -1] must be 1)")
+    device = input_ids.device
+    trie = trie.to(device)
+    batch = input_ids.shape[0]
+    attention_mask = attention_mask.long()
+    prompt_len = attention_mask.sum(-1)  # real tokens per prompt; generated token d sits at position len + d
+    cache = DynamicCache(config=model.config)
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B * beams, V)
+    vocab = log_probs.shape[-1]
+    beams = 1
+    node = torch.zeros(batch, 1, dtype=torch.long, device=device)
+    score = torch.zeros(batch, 1, device=device)
+    for d in range(trie.depth):
+        cand_tokens = trie.child_tokens[d][node]  # (B, beams, C)
+        cand_nodes = trie.child_nodes[d][node]
+        cand_lp = log_probs.view(batch, beams, vocab).gather(-1, cand_tokens.clamp(min=0))
+        total = (score.unsqueeze(-1) + cand_lp).masked_fill(cand_nodes < 0, float("-inf"))
+        width = cand_tokens.shape[-1]
+        new_beams = min(num_beams, beams * width)
+        score, flat = total.view(batch, -1).topk(new_beams, dim=-1)
+        parent = flat // width
+        # Dead beams (fewer valid paths than beams) carry -inf with placeholder token/node 0; they never win.
+        token = cand_tokens.view(batch, -1).gather(1, flat).clamp(min=0)
+        node = cand_nodes.view(batch, -1).gather(1, flat).clamp(min=0)
+        if d == trie.depth - 1:
+            break
+        rows = (parent + torch.arange(batch, device=device).unsqueeze(1) * beams).view(-1)
+        if beams == 1:
+            cache.batch_repeat_interleave(new_beams)  # the prompt is shared: copy it, encode it once
+        else:
+            cache.reorder_cache(rows)
+        beams = new_beams
+        step_mask = torch.cat(
+            [
+                attention_mask.repeat_interleave(beams, 0),
+                torch.ones(batch * beams, d + 1, dtype=torch.long, device=device),
+            ],
+            dim=1,
+        )
+        out = model(
+            input_ids=token.view(-1, 1),
+            attention_mask=step_mask,
+            position_ids=(prompt_len + d).repeat_interleave(beams).unsqueeze(1),
+            cache=cache,
+            use_cache=True,
+        )
+        log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    items = trie.leaf_items[node[:, :num_return]]
+    return items, score[:, :num_return]
+
+
+@torch.no_grad()
+def hf_constrained_generate(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    trie: ItemTrie,
+    num_beams: int = 10,
+    num_return: int | None = None,
+    pad_token_id: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference decoder: ``model.generate`` with ``prefix_allowed_tokens_fn`` (the LC-Rec/MiniOneRec way).
+
+    Same inputs and outputs as :func:`constrained_beam_search`. ``length_penalty=0`` makes its scores plain
+    summed log-probs; every path has the same length, so nothing else differs. Indices are -1 for any
+    returned path that is not an item (possible only when beams outnumber valid paths).
+    """
+    num_return = num_beams if num_return is None else num_return
+    _check_widths(trie, num_beams, num_return)
+    prompt_width = input_ids.shape[1]
+
+    def allowed(_batch_id: int, sequence: torch.Tensor) -> list[int]:
+        return trie.allowed_tokens(sequence[prompt_width:].tolist())
+
+    config = GenerationConfig(
+        max_new_tokens=trie.depth,
+        num_beams=num_beams,
+        num_return_sequences=num_return,
+        do_sample=False,
+        length_penalty=0.0,
+        early_stopping=True,
+        pad_token_id=pad_token_id,
+        eos_token_id=None,
+        bos_token_id=None,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        generation_config=config,
+        prefix_allowed_tokens_fn=allowed,
+    )
+    items = torch.from_numpy(trie.lookup(out.sequences[:, prompt_width:])).view(-1, num_return)
+    return items, out.sequences_scores.view(-1, num_return).float()

@@ -1,0 +1,193 @@
+"""Condition tokens for the thumbnail UNet: a projected user vector and an optional item vector.
+
+The UNet's cross-attention reads ``num_user_tokens + num_item_tokens`` tokens. A dropped condition
+(classifier-free guidance, or simply no user/item given) is replaced by learned null tokens, so one
+network serves the unconditional, user-only and user+item branches that guidance composes.
+
+The conditioner also stores what turns a raw history into a vector without genrec around it: the
+catalog ids and the item content-embedding table (a buffer, saved in its safetensors), so a saved
+pipeline can map ``user_history=[item ids]`` to a user vector on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from genrec.errors import CheckpointMismatchError, UnknownItemError
+
+USER_ENCODERS = ("mean", "external")
+
+
+def _projection(in_dim: int, hidden: int, num_tokens: int, width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, num_tokens * width))
+
+
+class ThumbnailConditioner(ModelMixin, ConfigMixin):
+    """Projects user (and item) vectors to cross-attention tokens; holds the item table for lookups.
+
+    ``user_encoder="mean"`` means user vectors are the mean of the stored item embeddings of the
+    history (what :class:`genrec.users.MeanItemEncoder` computes), so the pipeline can encode
+    histories itself; ``"external"`` means callers pass vectors from another encoder (SASRec, LLM).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        user_dim: int,
+        cross_attention_dim: int,
+        item_dim: int = 0,
+        num_user_tokens: int = 2,
+        num_item_tokens: int = 1,
+        hidden_dim: int = 256,
+        user_encoder: str = "mean",
+        history_max_len: int = 50,
+        num_items: int = 0,
+        table_dim: int = 0,
+        catalog_ids: list[str] | None = None,
+        catalog_fingerprint: str | None = None,
+    ):
+        super().__init__()
+        if user_encoder not in USER_ENCODERS:
+            raise ValueError(f"user_encoder must be one of {USER_ENCODERS}, got {user_encoder!r}")
+        if catalog_ids is not None and len(catalog_ids) != num_items:
+            raise ValueError(f"{len(catalog_ids)} catalog ids for num_items={num_items}")
+        self.user_proj = _projection(user_dim, hidden_dim, num_user_tokens, cross_attention_dim)
+        self.null_user = nn.Parameter(torch.randn(num_user_tokens, cross_attention_dim) * 0.02)
+        n_tokens = num_user_tokens
+        if item_dim > 0:
+            self.item_proj = _projection(item_dim, hidden_dim, num_item_tokens, cross_attention_dim)
+            self.null_item = nn.Parameter(torch.randn(num_item_tokens, cross_attention_dim) * 0.02)
+            n_tokens += num_item_tokens
+        self.slot_embedding = nn.Parameter(torch.randn(n_tokens, cross_attention_dim) * 0.02)
+        self.norm = nn.LayerNorm(cross_attention_dim)
+        if user_encoder == "mean" and table_dim != user_dim:
+            raise ValueError(
+                f"user_encoder='mean' needs table_dim == user_dim, got {table_dim} != {user_dim}"
+            )
+        self.register_buffer("item_embeddings", torch.zeros(num_items, table_dim))
+        self._index = {item_id: i for i, item_id in enumerate(catalog_ids or [])}
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.slot_embedding.shape[0])
+
+    @property
+    def uses_item(self) -> bool:
+        return self.config.item_dim > 0
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def set_item_embeddings(self, table: np.ndarray | torch.Tensor) -> None:
+        table = torch.as_tensor(np.asarray(table, dtype=np.float32))
+        if tuple(table.shape) != tuple(self.item_embeddings.shape):
+            raise CheckpointMismatchError(
+                f"item table has shape {tuple(table.shape)}, conditioner expects {tuple(self.item_embeddings.shape)}"
+            )
+        self.item_embeddings.copy_(table.to(self.item_embeddings.device))
+
+    def indices_of(self, item_ids: Sequence[str]) -> torch.Tensor:
+        if not self._index:
+            raise UnknownItemError(
+                item_ids[0] if item_ids else None, "this conditioner stores no catalog ids"
+            )
+        try:
+            return torch.tensor([self._index[i] for i in item_ids], dtype=torch.long)
+        except KeyError as err:
+            raise UnknownItemError(err.args[0], "not in the catalog this pipeline was trained on") from None
+
+    def mean_user_embedding(self, histories: Sequence[Sequence[str]]) -> torch.Tensor:
+        """User vectors from histories of item ids, as :class:`genrec.users.MeanItemEncoder` does."""
+        if self.config.user_encoder != "mean":
+            raise ValueError(
+                "this conditioner was trained on an external user encoder; pass user_embedding= "
+                "(or user_encoder=) instead of user_history="
+            )
+        vecs = []
+        for history in histories:
+            idx = self.indices_of(list(history)[-self.config.history_max_len :])
+            vecs.append(self.item_embeddings[idx.to(self.item_embeddings.device)].mean(0))
+        return nn.functional.normalize(torch.stack(vecs), dim=-1)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(
+        self,
+        user: torch.Tensor | None,
+        item: torch.Tensor | None = None,
+        drop_user: torch.Tensor | None = None,
+        drop_item: torch.Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """``(B, num_tokens, cross_attention_dim)``; ``drop_*`` are boolean masks (True = use null tokens)."""
+        cfg = self.config
+        b = batch_size or next(t.shape[0] for t in (user, item) if t is not None)
+        null_user = self.null_user.unsqueeze(0).expand(b, -1, -1)
+        if user is None:
+            tokens = null_user
+        else:
+            if user.shape[-1] != cfg.user_dim:
+                raise CheckpointMismatchError(
+                    f"user embedding has size {user.shape[-1]}, this conditioner was trained on {cfg.user_dim}"
+                )
+            tokens = self.user_proj(user.to(self.dtype)).view(b, cfg.num_user_tokens, -1)
+            if drop_user is not None:
+                tokens = torch.where(drop_user.view(b, 1, 1), null_user, tokens)
+        parts = [tokens]
+        if self.uses_item:
+            null_item = self.null_item.unsqueeze(0).expand(b, -1, -1)
+            if item is None:
+                item_tokens = null_item
+            else:
+                if item.shape[-1] != cfg.item_dim:
+                    raise CheckpointMismatchError(
+                        f"item embedding has size {item.shape[-1]}, this conditioner was trained on {cfg.item_dim}"
+                    )
+                item_tokens = self.item_proj(item.to(self.dtype)).view(b, cfg.num_item_tokens, -1)
+                if drop_item is not None:
+                    item_tokens = torch.where(drop_item.view(b, 1, 1), null_item, item_tokens)
+            parts.append(item_tokens)
+        return self.norm(torch.cat(parts, dim=1) + self.slot_embedding)
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs
+    ) -> ThumbnailConditioner:
+        """As ``ModelMixin.from_pretrained``, but a saved tensor whose shape disagrees with the config
+        raises :class:`CheckpointMismatchError` naming the file and tensor."""
+        folder = Path(pretrained_model_name_or_path)
+        subfolder = kwargs.get("subfolder")
+        if subfolder:
+            folder = folder / subfolder
+        weights = folder / "diffusion_pytorch_model.safetensors"
+        if weights.is_file():
+            _check_shapes(cls, folder / "config.json", weights)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+def _check_shapes(cls: type[ThumbnailConditioner], config_path: Path, weights: Path) -> None:
+    from safetensors import safe_open
+
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    init_kwargs = {k: v for k, v in config.items() if k in params and k != "self"}
+    with torch.device("meta"):
+        expected = cls(**init_kwargs).state_dict()
+    with safe_open(str(weights), framework="pt") as fh:
+        for name in fh.keys():
+            saved = tuple(fh.get_slice(name).get_shape())
+            want = tuple(expected[name].shape) if name in expected else None
+            if want is not None and saved != want:
+                raise CheckpointMismatchError(
+                    f"{weights}: tensor {name!r} has shape {saved}, but {config_path.name} implies {want} "
+                    "(condition sizes differ between the config and the saved weights)"
+                )

@@ -1,0 +1,70 @@
+"""Small diffusers models for CPU-sized thumbnails: a latent VAE and a cross-attention UNet.
+
+Stable Diffusion in miniature: 64x64 images -> 16x16x4 latents (two downsamplings), and a UNet
+whose cross-attention reads a handful of condition tokens instead of CLIP text states.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from diffusers import AutoencoderKL, UNet2DConditionModel
+
+
+def build_vae(
+    block_out_channels: Sequence[int] = (32, 64, 128),
+    latent_channels: int = 4,
+    layers_per_block: int = 1,
+    sample_size: int = 64,
+    norm_num_groups: int = 16,
+) -> AutoencoderKL:
+    """An ``AutoencoderKL`` downsampling by ``2 ** (len(block_out_channels) - 1)``.
+
+    GroupNorm groups shrink to divide every width, so tiny test models build too.
+    """
+    n = len(block_out_channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        latent_channels=latent_channels,
+        norm_num_groups=math.gcd(norm_num_groups, *block_out_channels),
+        sample_size=sample_size,
+        # No attention in the mid block: at 16x16 it costs more than it buys on a CPU.
+        mid_block_add_attention=False,
+    )
+
+
+def build_unet(
+    sample_size: int = 16,
+    in_channels: int = 4,
+    block_out_channels: Sequence[int] = (64, 128, 128),
+    layers_per_block: int = 1,
+    cross_attention_dim: int = 128,
+    attention_head_dim: int = 32,
+    norm_num_groups: int = 16,
+) -> UNet2DConditionModel:
+    """A UNet with cross-attention in every block but the lowest-resolution-free last one.
+
+    ``attention_head_dim`` is the width of one head (diffusers' historical name; heads = channels/width).
+    """
+    n = len(block_out_channels)
+    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    heads = tuple(max(1, c // attention_head_dim) for c in block_out_channels)
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=heads,
+        norm_num_groups=math.gcd(norm_num_groups, *block_out_channels),
+    )

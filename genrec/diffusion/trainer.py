@@ -1,0 +1,541 @@
+"""Training for personalized thumbnails: a small VAE on item images, then a conditional UNet on cached latents.
+
+Stage 1 (latent mode, unless ``vae_path`` names a pretrained VAE) trains an ``AutoencoderKL`` on the
+training items' images, then encodes every image once; the latents never change during stage 2.
+Stage 2 trains the UNet and the condition projector with a DDPM noise-prediction loss, condition
+dropout for classifier-free guidance, and an EMA of both. Checkpoints hold safetensors weights, the
+optimizer (``torch.load(weights_only=True)``), the LR schedule and the pair sampler's RNG, so
+``resume=True`` continues the same run. Runs under ``accelerate launch`` and plain ``python``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UNet2DConditionModel,
+)
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from genrec.data.dataset import SequenceDataset
+from genrec.diffusion.conditioning import ThumbnailConditioner
+from genrec.diffusion.data import HoldOut, ItemImages, PairSampler, hold_out, load_item_images
+from genrec.diffusion.grid import save_grid
+from genrec.diffusion.models import build_unet, build_vae
+from genrec.diffusion.pipeline import PersonalizedThumbnailPipeline
+from genrec.errors import CheckpointMismatchError
+from genrec.users import MeanItemEncoder, UserEncoder
+from genrec.utils.io import atomic_write_json, read_json
+from genrec.utils.runtime import get_logger, seed_everything
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class ThumbnailTrainingConfig:
+    """Everything a thumbnail run needs; the YAML recipes map onto these fields one to one."""
+
+    output_dir: str = "runs/thumbnails"
+    seed: int = 0
+    image_size: int = 64
+    # hold-out for evaluation
+    test_user_fraction: float = 0.1
+    test_item_fraction: float = 0.05
+    history_max_len: int = 50
+    # conditions
+    item_condition: bool = True
+    unconditional: bool = False  # control model: every condition replaced by null tokens
+    num_user_tokens: int = 2
+    num_item_tokens: int = 1
+    condition_hidden_dim: int = 256
+    p_drop_user: float = 0.1
+    p_drop_item: float = 0.1
+    # VAE (latent mode); latent=False trains the UNet on pixels (for tiny images)
+    latent: bool = True
+    vae_path: str | None = None
+    vae_block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    vae_latent_channels: int = 4
+    vae_steps: int = 600
+    vae_batch_size: int = 32
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-6
+    # UNet
+    unet_block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    layers_per_block: int = 1
+    cross_attention_dim: int = 128
+    attention_head_dim: int = 32
+    train_steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    lr_warmup_steps: int = 100
+    weight_decay: float = 1e-2
+    ema_decay: float = 0.999
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
+    # sampling
+    sample_scheduler: str = "dpmsolver"  # or "ddim"
+    sample_steps: int = 20
+    user_guidance_scale: float = 3.0
+    item_guidance_scale: float = 2.0
+    # bookkeeping
+    save_every: int = 500
+    sample_every: int = 500
+    num_sample_users: int = 4
+    keep_checkpoints: int = 2
+    mixed_precision: str = "no"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ThumbnailTrainingConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown thumbnail config field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_sample_scheduler(train_scheduler: DDPMScheduler, kind: str):
+    """DPM-Solver++ (default) or DDIM sharing the training noise schedule."""
+    if kind == "dpmsolver":
+        return DPMSolverMultistepScheduler.from_config(train_scheduler.config)
+    if kind == "ddim":
+        return DDIMScheduler.from_config(train_scheduler.config)
+    raise ValueError(f"sample_scheduler must be 'dpmsolver' or 'ddim', got {kind!r}")
+
+
+class ThumbnailTrainer:
+    """Trains ``PersonalizedThumbnailPipeline`` on a dataset whose items have images.
+
+    ``item_embeddings`` are the items' content embeddings (``genrec.embed.encode_items``): the item
+    condition and, with the default user encoder, the user vector (their history mean).
+    """
+
+    def __init__(
+        self,
+        config: ThumbnailTrainingConfig,
+        dataset: SequenceDataset,
+        item_embeddings: np.ndarray,
+        user_encoder: UserEncoder | None = None,
+        images: ItemImages | None = None,
+        progress: bool = True,
+    ):
+        self.config = config
+        self.dataset = dataset
+        self.item_embeddings = np.asarray(item_embeddings, dtype=np.float32)
+        if self.item_embeddings.shape[0] != dataset.num_items:
+            raise ValueError(
+                f"item_embeddings has {self.item_embeddings.shape[0]} rows for {dataset.num_items} items"
+            )
+        self.external_encoder = user_encoder is not None
+        self.user_encoder = user_encoder or MeanItemEncoder(
+            self.item_embeddings, max_len=config.history_max_len
+        )
+        self.output_dir = Path(config.output_dir)
+        self.progress = progress
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        seed_everything(config.seed)
+        self.images = images or load_item_images(dataset.catalog, config.image_size, progress=progress)
+        self.holdout: HoldOut = hold_out(
+            dataset, config.test_user_fraction, config.test_item_fraction, config.seed
+        )
+        self.train_item_rows = np.flatnonzero(~np.isin(self.images.indices, self.holdout.test_items))
+        self.vae: AutoencoderKL | None = None
+        self.step_times: list[float] = []
+
+    # -- public entry point ----------------------------------------------------------------------
+    def train(self, resume: bool = False) -> PersonalizedThumbnailPipeline:
+        """Run both stages (skipping what a resumed run already finished); returns the EMA pipeline."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.output_dir / "config.json", self.config.to_dict())
+        if self.config.latent:
+            self.vae = self._vae_stage(resume)
+            latents = self._latents()
+        else:
+            latents = None
+        pipe = self._unet_stage(latents, resume)
+        if self.accelerator.is_main_process:
+            pipe.save_pretrained(self.output_dir / "pipeline")
+        return pipe
+
+    # -- stage 1: VAE ----------------------------------------------------------------------------
+    def _vae_stage(self, resume: bool) -> AutoencoderKL:
+        cfg = self.config
+        if cfg.vae_path:
+            vae = AutoencoderKL.from_pretrained(cfg.vae_path)
+            return vae.eval().requires_grad_(False)
+        final = self.output_dir / "vae"
+        if resume and (final / "config.json").is_file():
+            return AutoencoderKL.from_pretrained(final).eval().requires_grad_(False)
+        vae = build_vae(cfg.vae_block_out_channels, cfg.vae_latent_channels, sample_size=cfg.image_size)
+        opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+        ckpt_dir = self.output_dir / "vae-checkpoint"
+        start = 0
+        rng = np.random.default_rng(cfg.seed + 1)
+        if resume and (ckpt_dir / "state.json").is_file():
+            start, rng_state = _load_stage(ckpt_dir, {"vae": vae}, opt)
+            rng.bit_generator.state = rng_state
+        vae_loss, opt = self.accelerator.prepare(_VAELoss(vae, cfg.vae_kl_weight), opt)
+        rows = self.train_item_rows
+        bar = tqdm(
+            range(start, cfg.vae_steps),
+            desc="vae",
+            disable=not self.progress,
+            initial=start,
+            total=cfg.vae_steps,
+        )
+        for step in bar:
+            batch = torch.from_numpy(rng.choice(rows, cfg.vae_batch_size))
+            loss = vae_loss(self.images.to_float(batch).to(self.accelerator.device))
+            self.accelerator.backward(loss)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if (step + 1) % cfg.save_every == 0 and self.accelerator.is_main_process:
+                _save_stage(ckpt_dir, {"vae": vae}, opt, step + 1, rng.bit_generator.state)
+        vae = vae.eval().requires_grad_(False)
+        vae.register_to_config(scaling_factor=self._latent_scale(vae))
+        if self.accelerator.is_main_process:
+            vae.save_pretrained(final)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        return vae
+
+    @torch.no_grad()
+    def _latent_scale(self, vae: AutoencoderKL) -> float:
+        """1 / std of the latents (as Stable Diffusion's 0.18215), so the UNet sees unit-variance inputs."""
+        rows = self.train_item_rows[:512]
+        z = vae.encode(self.images.to_float(torch.from_numpy(rows))).latent_dist.mean
+        return float(1.0 / z.std().clamp_min(1e-6))
+
+    @torch.no_grad()
+    def _latents(self) -> dict[str, torch.Tensor]:
+        """Posterior mean and std of every image, cached beside the VAE (keyed by image rows)."""
+        path = self.output_dir / "latents.safetensors"
+        if path.is_file():
+            cached = load_file(path)
+            if cached["items"].shape[0] == len(self.images.indices) and torch.equal(
+                cached["items"], torch.from_numpy(self.images.indices)
+            ):
+                return cached
+        means, stds = [], []
+        for start in tqdm(
+            range(0, len(self.images.indices), 64), desc="encode latents", disable=not self.progress
+        ):
+            dist = self.vae.encode(self.images.to_float(slice(start, start + 64))).latent_dist
+            means.append(dist.mean)
+            stds.append(dist.std)
+        cached = {
+            "items": torch.from_numpy(self.images.indices),
+            "mean": torch.cat(means),
+            "std": torch.cat(stds),
+        }
+        if self.accelerator.is_main_process:
+            save_file(cached, str(path))
+        return cached
+
+    # -- stage 2: UNet + conditioner ------------------------------------------------------------
+    def build_models(self) -> tuple[UNet2DConditionModel, ThumbnailConditioner, DDPMScheduler]:
+        cfg = self.config
+        channels = self.vae.config.latent_channels if self.vae is not None else 3
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+        unet = build_unet(
+            sample_size=cfg.image_size // factor,
+            in_channels=channels,
+            block_out_channels=cfg.unet_block_out_channels,
+            layers_per_block=cfg.layers_per_block,
+            cross_attention_dim=cfg.cross_attention_dim,
+            attention_head_dim=cfg.attention_head_dim,
+        )
+        d_item = self.item_embeddings.shape[1]
+        conditioner = ThumbnailConditioner(
+            user_dim=self.user_encoder.dim,
+            cross_attention_dim=cfg.cross_attention_dim,
+            item_dim=d_item if cfg.item_condition else 0,
+            num_user_tokens=cfg.num_user_tokens,
+            num_item_tokens=cfg.num_item_tokens,
+            hidden_dim=cfg.condition_hidden_dim,
+            user_encoder="external" if self.external_encoder else "mean",
+            history_max_len=cfg.history_max_len,
+            num_items=self.dataset.num_items,
+            table_dim=d_item,
+            catalog_ids=self.dataset.catalog.ids,
+            catalog_fingerprint=self.dataset.catalog.fingerprint(),
+        )
+        conditioner.set_item_embeddings(self.item_embeddings)
+        scheduler = DDPMScheduler(
+            num_train_timesteps=cfg.num_train_timesteps,
+            beta_schedule=cfg.beta_schedule,
+            prediction_type=cfg.prediction_type,
+        )
+        return unet, conditioner, scheduler
+
+    def _unet_stage(
+        self, latents: dict[str, torch.Tensor] | None, resume: bool
+    ) -> PersonalizedThumbnailPipeline:
+        cfg, acc = self.config, self.accelerator
+        unet, conditioner, noise_scheduler = self.build_models()
+        sampler = PairSampler(self.dataset, self.images, self.holdout, cfg.history_max_len, seed=cfg.seed + 2)
+        params = list(unet.parameters()) + list(conditioner.parameters())
+        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        lr_sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.lr_warmup_steps)
+        ema_unet = EMAModel(
+            unet.parameters(), decay=cfg.ema_decay, model_cls=UNet2DConditionModel, model_config=unet.config
+        )
+        ema_cond = EMAModel(
+            conditioner.parameters(),
+            decay=cfg.ema_decay,
+            model_cls=ThumbnailConditioner,
+            model_config=conditioner.config,
+        )
+        start = 0
+        ckpt = latest_checkpoint(self.output_dir) if resume else None
+        if ckpt is not None:
+            start = self._load_checkpoint(ckpt, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler)
+            logger.info("resumed from %s at step %d", ckpt, start)
+        unet, conditioner, opt, lr_sched = acc.prepare(unet, conditioner, opt, lr_sched)
+        ema_unet.to(acc.device)
+        ema_cond.to(acc.device)
+
+        row_of = torch.from_numpy(self.images.row_of)
+        gen = torch.Generator().manual_seed(cfg.seed + 3 + start)
+        bar = tqdm(
+            range(start, cfg.train_steps),
+            desc="unet",
+            disable=not self.progress,
+            initial=start,
+            total=cfg.train_steps,
+        )
+        for step in bar:
+            t0 = time.perf_counter()
+            histories, targets = sampler.sample(cfg.batch_size)
+            rows = row_of[torch.from_numpy(targets)]
+            if latents is not None:
+                x0 = latents["mean"][rows] + latents["std"][rows] * torch.randn(
+                    len(rows), *latents["mean"].shape[1:], generator=gen
+                )
+                x0 = x0 * self.vae.config.scaling_factor
+            else:
+                x0 = self.images.to_float(rows)
+            x0 = x0.to(acc.device)
+            b = x0.shape[0]
+            user = self.user_encoder.encode(histories).to(acc.device)
+            item = (
+                torch.from_numpy(self.item_embeddings[targets]).to(acc.device) if cfg.item_condition else None
+            )
+            if cfg.unconditional:
+                drop_user = drop_item = torch.ones(b, dtype=torch.bool, device=acc.device)
+            else:
+                drop_user = (torch.rand(b, generator=gen) < cfg.p_drop_user).to(acc.device)
+                drop_item = (torch.rand(b, generator=gen) < cfg.p_drop_item).to(acc.device)
+            noise = torch.randn(x0.shape, generator=gen).to(acc.device)
+            t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=gen).to(acc.device)
+            noisy = noise_scheduler.add_noise(x0, noise, t)
+            target = noise if cfg.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
+            with acc.autocast():
+                cond = conditioner(user, item, drop_user=drop_user, drop_item=drop_item)
+                pred = unet(noisy, t, encoder_hidden_states=cond).sample
+                loss = torch.nn.functional.mse_loss(pred.float(), target.float())
+            acc.backward(loss)
+            acc.clip_grad_norm_(params, 1.0)
+            opt.step()
+            lr_sched.step()
+            opt.zero_grad(set_to_none=True)
+            ema_unet.step(_unwrap(unet).parameters())
+            ema_cond.step(_unwrap(conditioner).parameters())
+            self.step_times.append(time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            done = step + 1
+            if acc.is_main_process and (done % cfg.save_every == 0 or done == cfg.train_steps):
+                self._save_checkpoint(done, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler)
+            if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
+                pipe = self._ema_pipeline(unet, conditioner, ema_unet, ema_cond, noise_scheduler)
+                self.save_sample_grid(pipe, self.output_dir / "samples" / f"step-{done:06d}.png")
+        return self._ema_pipeline(unet, conditioner, ema_unet, ema_cond, noise_scheduler)
+
+    def _ema_pipeline(self, unet, conditioner, ema_unet: EMAModel, ema_cond: EMAModel, noise_scheduler):
+        """A standalone pipeline holding copies of the EMA weights (the live weights are untouched)."""
+        unet_copy = copy.deepcopy(_unwrap(unet)).eval()
+        cond_copy = copy.deepcopy(_unwrap(conditioner)).eval()
+        ema_unet.copy_to(unet_copy.parameters())
+        ema_cond.copy_to(cond_copy.parameters())
+        return PersonalizedThumbnailPipeline(
+            unet=unet_copy,
+            scheduler=make_sample_scheduler(noise_scheduler, self.config.sample_scheduler),
+            conditioner=cond_copy,
+            vae=self.vae,
+        )
+
+    # -- samples ---------------------------------------------------------------------------------
+    def sample_users(self) -> list[int]:
+        """Held-out users shown in sample grids (fixed across the run so grids are comparable)."""
+        return [int(u) for u in self.holdout.test_users[: self.config.num_sample_users]]
+
+    @torch.no_grad()
+    def save_sample_grid(
+        self, pipe: PersonalizedThumbnailPipeline, path: Path, num_history: int = 4, num_images: int = 4
+    ) -> Path:
+        """One row per held-out user: their latest history images, then generated thumbnails."""
+        cfg = self.config
+        users = self.sample_users()
+        histories = [self.dataset.sequences[u][:-1] for u in users]
+        user = self.user_encoder.encode(histories)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        images = pipe(
+            user_embedding=user,
+            user_guidance_scale=cfg.user_guidance_scale,
+            num_inference_steps=cfg.sample_steps,
+            generator=gen,
+            num_images=num_images,
+            output_type="np",
+        ).images
+        rows = []
+        for k, h in enumerate(histories):
+            shown = [i for i in h[::-1] if self.images.row_of[i] >= 0][:num_history][::-1]
+            real = [self.images.pixels[self.images.row_of[i]].permute(1, 2, 0).numpy() for i in shown]
+            fake = [
+                (img * 255).round().astype(np.uint8) for img in images[k * num_images : (k + 1) * num_images]
+            ]
+            rows.append((real, fake))
+        return save_grid(rows, path, titles=("recent history", "generated"))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _save_checkpoint(self, step, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler) -> None:
+        path = self.output_dir / f"checkpoint-{step:06d}"
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _unwrap(unet).save_pretrained(tmp / "unet")
+        _unwrap(conditioner).save_pretrained(tmp / "conditioner")
+        _save_ema(ema_unet, tmp / "ema_unet")
+        _save_ema(ema_cond, tmp / "ema_conditioner")
+        torch.save(
+            {"optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict()}, tmp / "optimizer.pt"
+        )
+        atomic_write_json(tmp / "state.json", {"step": step, "sampler": sampler.state_dict()})
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)  # a checkpoint folder exists only once complete
+        for old in sorted(_checkpoints(self.output_dir))[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old[1], ignore_errors=True)
+
+    def _load_checkpoint(self, path, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler) -> int:
+        saved = read_json(path / "conditioner" / "config.json")
+        for key in (
+            "user_dim",
+            "item_dim",
+            "cross_attention_dim",
+            "num_user_tokens",
+            "num_item_tokens",
+            "catalog_fingerprint",
+        ):
+            if saved.get(key) != conditioner.config[key]:
+                raise CheckpointMismatchError(
+                    f"{path / 'conditioner' / 'config.json'}: {key}={saved.get(key)!r} but this run has "
+                    f"{conditioner.config[key]!r}; start a new output_dir or match the config"
+                )
+        unet.load_state_dict(load_file(path / "unet" / "diffusion_pytorch_model.safetensors"))
+        conditioner.load_state_dict(load_file(path / "conditioner" / "diffusion_pytorch_model.safetensors"))
+        _load_ema(ema_unet, path / "ema_unet")
+        _load_ema(ema_cond, path / "ema_conditioner")
+        state = torch.load(path / "optimizer.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        lr_sched.load_state_dict(state["lr_scheduler"])
+        meta = read_json(path / "state.json")
+        sampler.load_state_dict(meta["sampler"])
+        return int(meta["step"])
+
+
+class _VAELoss(torch.nn.Module):
+    """Reconstruction MSE + weighted KL as one forward, so DDP sees (and syncs) the whole graph."""
+
+    def __init__(self, vae: AutoencoderKL, kl_weight: float):
+        super().__init__()
+        self.vae = vae
+        self.kl_weight = kl_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        posterior = self.vae.encode(x).latent_dist
+        recon = self.vae.decode(posterior.sample()).sample
+        return torch.nn.functional.mse_loss(recon, x) + self.kl_weight * posterior.kl().mean()
+
+
+def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    out = []
+    for p in output_dir.glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and (p / "state.json").is_file():
+            out.append((int(m.group(1)), p))
+    return out
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = sorted(_checkpoints(Path(output_dir)))
+    return found[-1][1] if found else None
+
+
+def _save_ema(ema: EMAModel, folder: Path) -> None:
+    """EMA shadow weights as safetensors, its counters as JSON (no pickles in checkpoints)."""
+    state = ema.state_dict()
+    shadow = state.pop("shadow_params")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {f"{i:05d}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)},
+        str(folder / "shadow.safetensors"),
+    )
+    atomic_write_json(folder / "state.json", state)
+
+
+def _load_ema(ema: EMAModel, folder: Path) -> None:
+    shadow = load_file(folder / "shadow.safetensors")
+    if len(shadow) != len(ema.shadow_params):
+        raise CheckpointMismatchError(
+            f"{folder}: {len(shadow)} EMA tensors, model has {len(ema.shadow_params)}"
+        )
+    ema.load_state_dict(
+        {**read_json(folder / "state.json"), "shadow_params": [shadow[k] for k in sorted(shadow)]}
+    )
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)
+
+
+def _save_stage(folder: Path, models: dict[str, Any], opt, step: int, rng_state: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, model in models.items():
+        model.save_pretrained(folder / name)
+    torch.save(opt.state_dict(), folder / "optimizer.pt")
+    atomic_write_json(folder / "state.json", {"step": step, "rng": rng_state})
+
+
+def _load_stage(folder: Path, models: dict[str, Any], opt) -> tuple[int, dict]:
+    for name, model in models.items():
+        model.load_state_dict(load_file(folder / name / "diffusion_pytorch_model.safetensors"))
+    opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    state = read_json(folder / "state.json")
+    return int(state["step"]), state["rng"]
+
+
+def step_time_summary(times: Sequence[float], skip: int = 5) -> float:
+    """Median seconds per step, ignoring the first (warm-up) steps."""
+    t = list(times)[skip:] or list(times)
+    return float(np.median(t)) if t else math.nan

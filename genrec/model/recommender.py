@@ -1,0 +1,441 @@
+"""``GenerativeRecommender``: a causal LM + SID tokens + prompt templates that recommends catalog items.
+
+The LM reads a prompt rendered from the user's history (semantic IDs, optionally titles) and writes the
+next item's semantic ID; :func:`genrec.decoding.constrained_beam_search` over the item trie guarantees every
+answer is a real item. One folder holds everything needed to reload it::
+
+    adapter_config.json, adapter_model.safetensors   standard peft LoRA adapter (+ the SID token rows)
+    tokenizer files                                  base tokenizer + the SID tokens
+    semantic_ids/                                    SemanticIDs.save_pretrained
+    prompts/*.yaml                                   the templates it was trained with
+    genrec_config.json                               base model, catalog + SID fingerprints, settings
+    README.md                                        model card
+    (model/ instead of the adapter for a model without LoRA; compact/ for the compact backbone)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genrec.errors import CheckpointMismatchError, TemplateError, UnknownItemError
+from genrec.model.adapters import LoraSettings, apply_lora
+from genrec.model.loading import load_base_model
+from genrec.model.tokens import add_sid_tokens, item_token_table, sid_vocab_ids
+from genrec.prompts.examples import ChatFormat, PromptBuilder
+from genrec.prompts.templates import TaskTemplate, load_template, load_templates
+from genrec.utils import atomic_write, atomic_write_json, get_logger, read_json
+
+logger = get_logger(__name__)
+
+CONFIG_NAME = "genrec_config.json"
+FORMAT_VERSION = 1
+
+
+def sid_fingerprint(sid: Any) -> str:
+    """Hash of the codes and codebook sizes: SID maps with equal fingerprints tokenize items alike."""
+    h = hashlib.sha256(np.ascontiguousarray(sid.codes, dtype=np.int64).tobytes())
+    h.update(repr(list(sid.codebook_sizes)).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Recommendation:
+    """Ranked items for one user, best first, with their beam scores (summed token log-probabilities)."""
+
+    item_ids: list[str]
+    titles: list[str]
+    indices: np.ndarray
+    scores: np.ndarray
+    semantic_ids: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+class GenerativeRecommender:
+    """Wraps a HF causal LM (+ tokenizer) with a catalog, its semantic IDs and the prompt templates.
+
+    Build one with :meth:`build` (loads the base model, adds the SID tokens, applies LoRA), train it with
+    :mod:`genrec.train`, recommend with :meth:`generate`, persist with :meth:`save_pretrained`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        catalog: Any,
+        sid: Any,
+        templates: dict[str, TaskTemplate] | None = None,
+        task: str = "seqrec",
+        max_history: int = 20,
+        base_model: str | None = None,
+        settings: dict[str, Any] | None = None,
+        compact: Any = None,
+    ):
+        if len(sid.codes) != len(catalog):
+            raise CheckpointMismatchError(
+                f"SID map covers {len(sid.codes)} items, catalog has {len(catalog)}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.catalog = catalog
+        self.sid = sid
+        self.compact = compact
+        self.templates = templates or {}
+        self.task = task
+        self.max_history = max_history
+        self.base_model = base_model
+        self.settings = settings or {}
+        if compact is None:
+            if task not in self.templates:
+                raise TemplateError(f"template {task!r} not loaded; have {sorted(self.templates)}")
+            if self.templates[task].task != "seqrec":
+                raise TemplateError(f"{self.templates[task].path}: generate needs a seqrec template")
+            self.token_table = item_token_table(tokenizer, sid)
+        else:
+            self.token_table = np.asarray(compact.item_token_ids)
+        self._trie = None
+        self._builder: PromptBuilder | None = None
+        self._titles: dict[str, int] | None = None
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        catalog: Any,
+        sid: Any,
+        base_model: str | None = None,
+        gguf_file: str | None = None,
+        lora: LoraSettings | None = None,
+        quantization: str | None = None,
+        dtype: str = "float32",
+        templates: dict[str, TaskTemplate] | None = None,
+        task: str = "seqrec",
+        max_history: int = 20,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> GenerativeRecommender:
+        """Load the base LM (default SmolLM2-135M-Instruct), add SID tokens, apply LoRA unless ``lora=None``.
+
+        Pass ``model``/``tokenizer`` to wrap an already loaded LM instead (``base_model`` then only names it).
+        """
+        spec = base_model
+        if model is None:
+            model, tokenizer, spec = load_base_model(base_model, gguf_file, quantization, dtype)
+        elif tokenizer is None:
+            raise ValueError("pass the tokenizer together with the model")
+        add_sid_tokens(tokenizer, model, sid)
+        if lora is not None:
+            model = apply_lora(model, sid_vocab_ids(tokenizer, sid), lora, quantized=quantization is not None)
+        settings = {
+            "lora": lora.to_dict() if lora is not None else None,
+            "quantization": quantization,
+            "dtype": dtype,
+        }
+        return cls(
+            model,
+            tokenizer,
+            catalog,
+            sid,
+            templates if templates is not None else load_templates(),
+            task=task,
+            max_history=max_history,
+            base_model=spec,
+            settings=settings,
+        )
+
+    @classmethod
+    def from_compact(cls, compact: Any, catalog: Any, sid: Any) -> GenerativeRecommender:
+        """Wrap a :class:`genrec.model.compact.CompactRecommender` (prompts are its own SID sequences)."""
+        if len(compact.item_token_ids) != len(catalog):
+            raise CheckpointMismatchError(
+                f"compact model covers {len(compact.item_token_ids)} items, catalog has {len(catalog)}"
+            )
+        return cls(
+            compact.model,
+            compact.tokenizer,
+            catalog,
+            sid,
+            max_history=compact.config.max_items,
+            base_model="compact",
+            compact=compact,
+        )
+
+    # -- inputs ----------------------------------------------------------------------------------
+    @property
+    def trie(self) -> Any:
+        from genrec.decoding import ItemTrie
+
+        if self._trie is None:
+            self._trie = ItemTrie.from_token_ids(self.token_table)
+        return self._trie
+
+    @property
+    def template(self) -> TaskTemplate:
+        return self.templates[self.task]
+
+    def _indices(self, history: Sequence[Any], user: int) -> np.ndarray:
+        """Item ids, exact titles or dense indices -> dense indices; anything else is an UnknownItemError."""
+        out = []
+        for item in history:
+            if isinstance(item, (int, np.integer)):
+                if not 0 <= int(item) < len(self.catalog):
+                    raise UnknownItemError(item, f"history {user}: index outside the catalog")
+                out.append(int(item))
+            elif item in self.catalog:
+                out.append(self.catalog.index_of(item))
+            else:
+                if self._titles is None:
+                    self._titles = {}
+                    for i, title in enumerate(self.catalog.titles):
+                        self._titles.setdefault(title, i)
+                if item not in self._titles:
+                    raise UnknownItemError(item, f"history {user}: neither an item id nor a title")
+                out.append(self._titles[item])
+        return np.asarray(out, dtype=np.int64)
+
+    def prompt(self, history: Sequence[int], phrasing: int = 0) -> str:
+        """The full prompt text (chat template applied) for one history of dense indices.
+
+        An empty history gets the template's ``cold_start`` prompt: the model then recommends from what
+        it learned about the catalog as a whole (in practice, popular items).
+        """
+        if self._builder is None:
+            self._builder = PromptBuilder.from_catalog(self.catalog, self.sid)
+        history = np.asarray(history, dtype=np.int64)[-self.max_history :]
+        return ChatFormat(self.tokenizer, self.template.system)(
+            self._builder.seqrec_prompt(self.template, history, phrasing)
+        )
+
+    def _encode(self, histories: list[np.ndarray], phrasing: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.compact is not None:
+            return self.compact.encode_histories(histories)
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"
+        try:
+            enc = self.tokenizer(
+                [self.prompt(h, phrasing) for h in histories], return_tensors="pt", padding=True
+            )
+        finally:
+            self.tokenizer.padding_side = side
+        return enc["input_ids"], enc["attention_mask"]
+
+    # -- recommending ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        histories: Sequence[Any] | Sequence[Sequence[Any]],
+        num_items: int = 10,
+        num_beams: int | None = None,
+        batch_size: int = 16,
+        phrasing: int = 0,
+    ) -> Recommendation | list[Recommendation]:
+        """Top ``num_items`` catalog items for one history or a batch, best first.
+
+        A history is a list of item ids, exact titles or dense indices (mixed freely), oldest first; a list
+        of such lists is a batch (returns a list). ``num_beams`` defaults to ``num_items``. Settings come
+        only from these arguments; the model's ``generation_config`` is not consulted.
+        """
+        from genrec.decoding import constrained_beam_search
+
+        single = isinstance(histories, np.ndarray) and histories.ndim == 1
+        if not single:
+            if isinstance(histories, str):
+                raise TypeError("histories must be a list of items (or a list of such lists), not a string")
+            single = len(histories) == 0 or all(isinstance(h, (str, int, np.integer)) for h in histories)
+        batch = [histories] if single else list(histories)
+        indices = [self._indices(h, u) for u, h in enumerate(batch)]
+        num_beams = num_items if num_beams is None else num_beams
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        results: list[Recommendation] = []
+        try:
+            for start in range(0, len(indices), batch_size):
+                ids, mask = self._encode(indices[start : start + batch_size], phrasing)
+                top, scores = constrained_beam_search(
+                    self.model,
+                    ids.to(device),
+                    mask.to(device),
+                    self.trie,
+                    num_beams=num_beams,
+                    num_return=num_items,
+                )
+                for row, score in zip(top.cpu().numpy(), scores.float().cpu().numpy()):
+                    results.append(self._result(row, score))
+        finally:
+            self.model.train(was_training)
+        return results[0] if single else results
+
+    def _result(self, row: np.ndarray, score: np.ndarray) -> Recommendation:
+        return Recommendation(
+            item_ids=[self.catalog[i].id for i in row],
+            titles=[self.catalog[i].title for i in row],
+            indices=row.astype(np.int64),
+            scores=score,
+            semantic_ids=["".join(self.sid.item_tokens(i)) for i in row],
+        )
+
+    def recommend(
+        self, histories: Sequence[np.ndarray], k: int = 10, num_beams: int | None = None, batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Evaluation form: dense-index histories -> ``(items (U, k), scores (U, k))`` arrays."""
+        recs = self.generate(
+            [np.asarray(h) for h in histories], num_items=k, num_beams=num_beams, batch_size=batch_size
+        )
+        assert isinstance(recs, list)
+        return np.stack([r.indices for r in recs]), np.stack([r.scores for r in recs])
+
+    # -- persistence -----------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "format": "genrec-generative-recommender",
+            "version": FORMAT_VERSION,
+            "backbone": "compact" if self.compact is not None else "hf",
+            "base_model": self.base_model,
+            "task": self.task,
+            "max_history": self.max_history,
+            "num_items": len(self.catalog),
+            "catalog_fingerprint": self.catalog.fingerprint(),
+            "sid_fingerprint": sid_fingerprint(self.sid),
+            "sid_levels": len(self.sid.codebook_sizes),
+            "token_table_sha": hashlib.sha256(self.token_table.tobytes()).hexdigest()[:16],
+            "templates": sorted(self.templates),
+            **self.settings,
+        }
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the adapter (or full model), tokenizer, SID map, templates, config and a model card."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.compact is not None:
+            self.compact.save_pretrained(directory / "compact")
+        elif hasattr(self.model, "peft_config"):
+            if self.base_model is None:
+                raise ValueError(
+                    "cannot save an adapter without knowing its base model: pass base_model= to build()"
+                )
+            # The SID rows live in the token adapter; the resized base matrix itself need not be saved.
+            self.model.save_pretrained(directory, save_embedding_layers=False)
+            self.tokenizer.save_pretrained(directory)
+        else:
+            self.model.save_pretrained(directory / "model")
+            self.tokenizer.save_pretrained(directory / "model")
+        self.sid.save_pretrained(directory / "semantic_ids")
+        prompts = directory / "prompts"
+        prompts.mkdir(exist_ok=True)
+        for template in self.templates.values():
+            shutil.copyfile(template.path, prompts / Path(template.path).name)
+        atomic_write_json(directory / CONFIG_NAME, self.config_dict())
+        with atomic_write(directory / "README.md") as fh:
+            fh.write(self._model_card())
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, catalog: Any, device: str | torch.device | None = None
+    ) -> GenerativeRecommender:
+        """Restore a saved recommender for ``catalog``.
+
+        A different catalog, SID map or SID token ids raise :class:`CheckpointMismatchError`.
+        """
+        from genrec.sid import SemanticIDs
+
+        directory = Path(directory)
+        path = directory / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not a saved GenerativeRecommender folder")
+        config = read_json(path)
+        if config.get("format") != "genrec-generative-recommender" or config.get("version") != FORMAT_VERSION:
+            raise CheckpointMismatchError(
+                f"{path}: unknown format {config.get('format')!r} v{config.get('version')}"
+            )
+        if catalog.fingerprint() != config["catalog_fingerprint"]:
+            raise CheckpointMismatchError(
+                f"{path}: saved for catalog {config['catalog_fingerprint']} ({config['num_items']} items), "
+                f"got catalog {catalog.fingerprint()} ({len(catalog)} items)"
+            )
+        sid = SemanticIDs.from_pretrained(directory / "semantic_ids", catalog=catalog)
+        if sid_fingerprint(sid) != config["sid_fingerprint"]:
+            raise CheckpointMismatchError(
+                f"{directory / 'semantic_ids'}: SID map {sid_fingerprint(sid)} differs from the one "
+                f"the model was trained with ({config['sid_fingerprint']})"
+            )
+        if config["backbone"] == "compact":
+            from genrec.model.compact import CompactRecommender
+
+            compact = CompactRecommender.from_pretrained(directory / "compact", catalog=catalog)
+            rec = cls.from_compact(compact, catalog, sid)
+        else:
+            templates = {p.stem: load_template(p) for p in sorted((directory / "prompts").glob("*.yaml"))}
+            rec = cls(
+                *cls._load_lm(directory, config),
+                catalog,
+                sid,
+                templates,
+                task=config["task"],
+                max_history=config["max_history"],
+                base_model=config["base_model"],
+                settings={k: config.get(k) for k in ("lora", "quantization", "dtype")},
+            )
+        table_sha = hashlib.sha256(rec.token_table.tobytes()).hexdigest()[:16]
+        if table_sha != config["token_table_sha"]:
+            raise CheckpointMismatchError(
+                f"{directory}: SID tokens map to different token ids than at save time"
+            )
+        if device is not None:
+            rec.model.to(device)
+        return rec
+
+    @staticmethod
+    def _load_lm(directory: Path, config: dict[str, Any]) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if (directory / "model").is_dir():
+            model_dir = directory / "model"
+            return AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+        from peft import PeftModel
+
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        model, _, _ = load_base_model(
+            config["base_model"],
+            quantization=config.get("quantization"),
+            dtype=config.get("dtype") or "float32",
+        )
+        if model.get_input_embeddings().weight.shape[0] != len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        return PeftModel.from_pretrained(model, directory), tokenizer
+
+    def _model_card(self) -> str:
+        c = self.config_dict()
+        lora = c.get("lora") or {}
+        return (
+            "---\nlibrary_name: genrec\ntags: [generative-recommendation, semantic-ids, peft, lora]\n"
+            f"base_model: {c['base_model']}\n---\n\n"
+            "# Generative recommender (genrec)\n\n"
+            f"A causal LM (`{c['base_model']}`, backbone `{c['backbone']}`) fine-tuned to answer with the "
+            f"semantic ID of a user's next item. Catalog: {c['num_items']} items "
+            f"(fingerprint `{c['catalog_fingerprint']}`); semantic IDs: {c['sid_levels']} levels "
+            f"(fingerprint `{c['sid_fingerprint']}`). Prompt templates: {', '.join(c['templates'])}; "
+            f"recommendation task `{c['task']}`, history capped at {c['max_history']} items.\n\n"
+            + (
+                f"LoRA r={lora.get('r')}, alpha={lora.get('alpha')}, targets {lora.get('target_modules')}; "
+                f"SID token rows trained: {lora.get('train_sid_tokens')}.\n\n"
+                if lora
+                else ""
+            )
+            + "```python\nfrom genrec.model import GenerativeRecommender\n"
+            "rec = GenerativeRecommender.from_pretrained(folder, catalog)  # same catalog as in training\n"
+            'rec.generate(["item id or title", ...], num_items=10)\n```\n\n'
+            "Every recommendation is a catalog item (trie-constrained beam search). The adapter is in the "
+            "standard peft format; the base model must be resized to this tokenizer before "
+            "`PeftModel.from_pretrained`.\n"
+        )

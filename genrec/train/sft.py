@@ -1,0 +1,203 @@
+"""The SFT stage: recipe -> dataset + semantic IDs -> prompts -> LoRA SFT with trl -> a saved recommender.
+
+Checkpoints go to ``output_dir/checkpoint-<step>`` (trl/transformers format, optimizer included); with
+``resume=True`` training continues from the last one at its global step. The trained recommender is saved
+to ``output_dir/final`` (see :class:`genrec.model.GenerativeRecommender`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from genrec.model.recommender import GenerativeRecommender
+from genrec.model.tokens import sid_vocab_ids
+from genrec.prompts.examples import build_eval_examples, build_sft_examples
+from genrec.prompts.templates import load_templates
+from genrec.train.config import SFTRecipe
+from genrec.train.trainer import GenRecSFTTrainer
+from genrec.utils import atomic_write, configure_threads, get_logger, seed_everything
+
+logger = get_logger(__name__)
+
+
+def load_recipe_data(recipe: SFTRecipe) -> Any:
+    """The recipe's dataset, cut to ``data.max_users`` random users (seeded) when set."""
+    from genrec.data import load_dataset
+
+    dataset = load_dataset(recipe.data.dataset, **recipe.data.dataset_kwargs)
+    n = recipe.data.max_users
+    if n is not None and n < dataset.num_users:
+        users = np.sort(
+            np.random.default_rng(recipe.data.user_seed).choice(dataset.num_users, n, replace=False)
+        )
+        dataset = dataset.subset(users.tolist())
+    return dataset
+
+
+def load_or_build_sid(recipe: SFTRecipe, catalog: Any) -> Any:
+    """``sid.path`` if given; else built once from item-text embeddings into ``output_dir/semantic_ids``."""
+    from accelerate import PartialState
+
+    from genrec.sid import SemanticIDs, build_semantic_ids
+
+    if recipe.sid.path is not None:
+        return SemanticIDs.from_pretrained(recipe.sid.path, catalog=catalog)
+    cached = Path(recipe.train.output_dir) / "semantic_ids"
+    with PartialState().main_process_first():
+        if (cached / "sid_config.json").is_file():
+            return SemanticIDs.from_pretrained(cached, catalog=catalog)
+        from genrec.embed import encode_items
+
+        embeddings = encode_items(catalog, model=recipe.sid.embed_model)
+        sid = build_semantic_ids(
+            embeddings,
+            method=recipe.sid.method,
+            levels=recipe.sid.levels,
+            codebook_size=recipe.sid.codebook_size,
+            seed=recipe.sid.seed,
+            catalog=catalog,
+        )
+        if PartialState().is_main_process:
+            sid.save_pretrained(cached)
+        return sid
+
+
+def sft_config(recipe: SFTRecipe, has_eval: bool) -> Any:
+    """trl ``SFTConfig`` from the recipe's ``train`` section."""
+    from trl import SFTConfig
+
+    t = recipe.train
+    report_to: Any = t.report_to
+    if report_to == "auto":
+        report_to = ["tensorboard"] if importlib.util.find_spec("tensorboard") else "none"
+    cuda = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=t.output_dir,
+        max_steps=t.max_steps,
+        num_train_epochs=t.num_train_epochs,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps or t.save_steps,
+        seed=t.seed,
+        bf16=t.bf16,
+        fp16=False,
+        use_cpu=not cuda,
+        padding_free=t.padding_free,
+        # Histories are capped when prompts are rendered, so examples are short; padding-free needs no cap.
+        max_length=None if t.padding_free else 1024,
+        completion_only_loss=True,
+        gradient_checkpointing=t.gradient_checkpointing,
+        dataloader_num_workers=t.dataloader_num_workers,
+        report_to=report_to,
+        **t.extra,
+    )
+
+
+def build_trainer(
+    recipe: SFTRecipe, rec: GenerativeRecommender, dataset: Any, callbacks: list | None = None
+) -> GenRecSFTTrainer:
+    """Examples from the recipe's task mix, and a trainer over ``rec.model``."""
+    from datasets import Dataset
+
+    templates = rec.templates
+    train = build_sft_examples(
+        dataset,
+        rec.sid,
+        templates,
+        recipe.data.tasks,
+        rec.tokenizer,
+        max_history=recipe.data.max_history,
+        seed=recipe.train.seed,
+    )
+    train.pop("task")
+    eval_ds = None
+    if recipe.data.eval_users > 0:
+        ev = build_eval_examples(
+            dataset,
+            rec.sid,
+            rec.template,
+            rec.tokenizer,
+            max_history=recipe.data.max_history,
+            max_users=recipe.data.eval_users,
+        )
+        ev.pop("task")
+        eval_ds = Dataset.from_dict(ev)
+    restrict = None
+    if recipe.train.sid_restricted_loss:
+        eos = [rec.tokenizer.eos_token_id] if rec.tokenizer.eos_token_id is not None else []
+        restrict = sid_vocab_ids(rec.tokenizer, rec.sid).tolist() + eos
+    return GenRecSFTTrainer(
+        model=rec.model,
+        args=sft_config(recipe, eval_ds is not None),
+        train_dataset=Dataset.from_dict(train),
+        eval_dataset=eval_ds,
+        processing_class=rec.tokenizer,
+        restrict_ids=restrict,
+        callbacks=callbacks,
+    )
+
+
+def train_sft(
+    recipe: SFTRecipe,
+    resume: bool = False,
+    dataset: Any = None,
+    sid: Any = None,
+    callbacks: list | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+) -> GenerativeRecommender:
+    """Run the SFT stage end to end and save the recommender to ``output_dir/final``.
+
+    ``dataset``/``sid`` override the recipe's (tests, notebooks); ``model``/``tokenizer`` wrap an already
+    loaded LM (``model.base_model`` then names where to reload its base weights from).
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    configure_threads(recipe.train.num_threads)
+    seed_everything(recipe.train.seed)
+    out = Path(recipe.train.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "recipe.yaml") as fh:
+        yaml.safe_dump(recipe.to_dict(), fh, sort_keys=False)
+    dataset = dataset if dataset is not None else load_recipe_data(recipe)
+    sid = sid if sid is not None else load_or_build_sid(recipe, dataset.catalog)
+    names = set(recipe.data.tasks) | {recipe.data.recommend_task}
+    templates = load_templates(recipe.data.prompt_dir, names=sorted(names))
+    rec = GenerativeRecommender.build(
+        dataset.catalog,
+        sid,
+        base_model=recipe.model.base_model,
+        gguf_file=recipe.model.gguf_file,
+        lora=recipe.lora if recipe.model.use_lora else None,
+        quantization=recipe.model.quantization,
+        dtype=recipe.model.dtype,
+        templates=templates,
+        task=recipe.data.recommend_task,
+        max_history=recipe.data.max_history,
+        model=model,
+        tokenizer=tokenizer,
+    )
+    trainer = build_trainer(recipe, rec, dataset, callbacks)
+    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    if resume and checkpoint is None:
+        logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.is_world_process_zero():
+        rec.save_pretrained(out / "final")
+    return rec

@@ -1,0 +1,55 @@
+"""trl's :class:`~trl.SFTTrainer` with a loss that trains SID token rows and scores only answer positions.
+
+Why not trl's own loss: its fused LM head reads ``lm_head.weight``/``lm_head.bias`` directly and fails on
+peft's ``TrainableTokensWrapper`` (no ``bias``), the wrapper that trains only the new SID rows. Here the
+backbone runs once, the answer positions are gathered, and they go through the (merged) output head,
+optionally with the SID-restricted softmax of :mod:`genrec.train.loss`. Everything else (datasets,
+prompt-completion masking, padding-free batches, checkpoints, resume, logging) is trl/transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import SFTTrainer
+
+from genrec.train.loss import RestrictedVocab, answer_nll
+
+
+def _unwrap(model: Any) -> Any:
+    """The transformers model under a peft (and/or DDP) wrapper."""
+    model = getattr(model, "module", model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class GenRecSFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss uses the peft-wrapped output head; ``restrict_ids`` turns on the SID softmax."""
+
+    def __init__(self, *args: Any, restrict_ids: list[int] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        vocab = _unwrap(self.model).get_output_embeddings().weight.shape[0]
+        self.restrict = RestrictedVocab(restrict_ids, vocab) if restrict_ids is not None else None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        forward = {k: v for k, v in inputs.items() if k != "labels"}
+        base = _unwrap(model)
+        backbone = getattr(base, base.base_model_prefix)
+        hidden = backbone(**forward, use_cache=False).last_hidden_state
+        head = base.get_output_embeddings()
+        weight = head.weight  # for a TrainableTokensWrapper this is the merged (base + SID delta) weight
+        bias = getattr(head, "bias", None)  # peft's token wrapper has none; getattr's default covers it
+        total, count = answer_nll(hidden, weight.to(hidden.dtype), labels, self.restrict, bias)
+        denom = count if num_items_in_batch is None else num_items_in_batch
+        loss = total / torch.as_tensor(denom, device=total.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        if self.model.training:
+            if "attention_mask" in inputs:
+                tokens = inputs["attention_mask"].sum()
+            else:
+                tokens = torch.tensor(inputs["input_ids"].numel(), device=labels.device)
+            self._total_train_tokens += int(self.accelerator.gather_for_metrics(tokens).sum().item())
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return (loss, {"loss": loss}) if return_outputs else loss
