@@ -46,8 +46,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--work-dir", default="/tmp/genrec_thumbnails_ml1m", help="checkpoints, caches, training grids"
     )
-    p.add_argument("--vae-steps", type=int, default=400)
-    p.add_argument("--unet-steps", type=int, default=1500)
+    p.add_argument("--vae-steps", type=int, default=1000)
+    p.add_argument("--unet-steps", type=int, default=2000)
     p.add_argument("--evaluator-steps", type=int, default=600)
     p.add_argument("--eval-users", type=int, default=100, help="held-out users scored (of the 10%% held out)")
     p.add_argument("--images-per-user", type=int, default=4)
@@ -93,7 +93,8 @@ def main() -> None:
         image_size=64,
         vae_block_out_channels=[16, 32, 64],
         vae_steps=args.vae_steps,
-        vae_batch_size=16,
+        vae_batch_size=32,
+        vae_crop_size=32,
         unet_block_out_channels=[32, 64, 128],
         train_steps=args.unet_steps,
         batch_size=32,
@@ -247,17 +248,18 @@ def main() -> None:
         ],
     )
     summary = (
-        f"Personalized thumbnails, ML-1M posters (64x64, latent 16x16x4), {len(users)} held-out users x {k} "
-        f"thumbnails, user guidance {args.user_guidance}, {args.sample_steps} DPM-Solver++ steps; "
+        f"Personalized thumbnails, ML-1M posters (64x64, latent 16x16x4), {len(users)} held-out users x "
+        f"{k} thumbnails, user guidance {args.user_guidance}, "
+        f"{args.sample_steps} {config.sample_scheduler} steps; "
         f"VAE {args.vae_steps} steps, UNet {args.unet_steps} steps at batch 32 ({unet_step_s:.2f} s/step, "
         f"{threads} threads, shared CPU).\n\n{table}\n"
         f"Ratios vs shuffled users: AUC {p['personalization_auc'] / s['personalization_auc']:.2f}x, "
         f"genre cosine {p['genre_cosine'] / s['genre_cosine']:.2f}x; evaluator FD vs unconditional "
-        f"{p['evaluator_fd'] / uc['evaluator_fd']:.2f}x. Evaluator (genre CNN, trained on training-split posters) on "
-        f"held-out items: mAP {ev_metrics['mAP']:.3f}, AUC {ev_metrics['AUC']:.3f}, top-1 acc "
+        f"{p['evaluator_fd'] / uc['evaluator_fd']:.2f}x. Evaluator (genre CNN, trained on training-split "
+        f"posters) on held-out items: mAP {ev_metrics['mAP']:.3f}, AUC {ev_metrics['AUC']:.3f}, top-1 acc "
         f"{ev_metrics['top1_accuracy']:.3f}. Evaluator-FD scale: real held-out posters {fd_real:.2f}, VAE "
-        f"reconstructions {fd_recon:.2f}. `evaluator_fd` is a Fréchet distance in the genre CNN's feature space, "
-        f"not Inception FID.\n\n![thumbnails](img/{grid.name})"
+        f"reconstructions {fd_recon:.2f}. `evaluator_fd` is a Fréchet distance in the genre CNN's feature "
+        f"space, not Inception FID.\n\n![thumbnails](img/{grid.name})"
     )
     walls["total"] = time.perf_counter() - t0
     if args.dry_run:

@@ -45,14 +45,14 @@ def tiny_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     return tok
 
 
-def tiny_base_model(folder: Path, catalog, tied: bool = True, seed: int = 0) -> str:
+def tiny_base_model(folder: Path, catalog, tied: bool = True, seed: int = 0, hidden: int = 32) -> str:
     """Save a random 2-layer Llama + tokenizer under ``folder``; returns the path to load it from."""
     texts = catalog.titles + ["The user interacted with these items in order. Which item next? You are"]
     tok = tiny_tokenizer(texts)
     config = LlamaConfig(
         vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

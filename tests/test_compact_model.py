@@ -72,6 +72,20 @@ def test_prompts_are_left_padded_and_truncated(dataset):
         rec.encode_histories([np.array([], dtype=np.int64)])
 
 
+def test_whole_sequence_batch_supervises_every_item_token():
+    """One sample per user: every item's tokens are targets (the causal shift drops only <bos>)."""
+    from genrec.model.compact import _batch
+
+    rec = CompactRecommender.from_item_tokens(item_tokens(), TINY)
+    batch = _batch(rec, [np.array([3, 4, 5]), np.array([7])])
+    assert batch["input_ids"].shape == (2, 1 + 3 * 3)
+    assert batch["input_ids"][0, 0] == rec.tokenizer.bos_token_id
+    np.testing.assert_array_equal(batch["labels"][0, 1:].numpy(), rec.item_token_ids[[3, 4, 5]].reshape(-1))
+    assert (batch["labels"][1, 4:] == -100).all() and (batch["attention_mask"][1, 4:] == 0).all()
+    # HF shifts labels left by one: 3 items x 3 tokens supervised for user 0, 3 for user 1.
+    assert int((batch["labels"][:, 1:] != -100).sum()) == 9 + 3
+
+
 def train_config(tmp_path, epochs: int, max_minutes: float | None = None) -> CompactTrainingConfig:
     return CompactTrainingConfig(
         output_dir=str(tmp_path),

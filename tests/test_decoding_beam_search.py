@@ -127,3 +127,35 @@ def test_bad_arguments_raise(model, trie):
         constrained_beam_search(model, ids, mask, small, num_beams=4, num_return=3)
     with pytest.raises(ValueError, match="left-padded"):
         constrained_beam_search(model, ids, mask.flip(1), trie, num_beams=4, num_return=4)
+
+
+def test_other_architecture_matches_hf_generate(trie):
+    """Not Llama-specific: a tiny GPT-2 (learned absolute positions) agrees with the HF path too."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, pad_token_id=0)
+    gpt2 = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        gpt2.transformer.wte.weight.mul_(20)
+    ids, mask = left_padded([7, 3, 10])
+    ours, our_scores = constrained_beam_search(gpt2, ids, mask, trie, num_beams=6, num_return=6)
+    ref, ref_scores = hf_constrained_generate(gpt2, ids, mask, trie, num_beams=6, num_return=6)
+    assert torch.equal(ours, ref)
+    torch.testing.assert_close(our_scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_peft_wrapped_model_decodes_like_its_base(model, trie):
+    """A fresh LoRA adapter is a no-op, so the wrapped model must return the base model's lists."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    wrapped = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=2, target_modules=["q_proj", "v_proj"])
+    ).eval()
+    ids, mask = left_padded([5, 9])
+    base_items, base_scores = constrained_beam_search(model, ids, mask, trie, num_beams=6, num_return=6)
+    items, scores = constrained_beam_search(wrapped, ids, mask, trie, num_beams=6, num_return=6)
+    assert torch.equal(items, base_items)
+    torch.testing.assert_close(scores, base_scores)

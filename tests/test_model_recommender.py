@@ -25,7 +25,7 @@ def setup(tmp_path_factory):
     rec = GenerativeRecommender.build(ds.catalog, sid, base_model=path, lora=LoraSettings(r=4))
     torch.manual_seed(1)
     with torch.no_grad():  # stand-in for training: non-trivial adapter and SID rows
-        for name, p in rec.model.named_parameters():
+        for p in rec.model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.5)
     return ds, sid, rec, path
@@ -113,9 +113,25 @@ def test_wraps_the_compact_backbone(setup, tmp_path):
     ds, sid, _, _ = setup
     tokens = [sid.item_tokens(i) for i in range(len(ds.catalog))]
     config = CompactConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
-    compact = CompactRecommender.from_item_tokens(tokens, config, catalog_fingerprint=ds.catalog.fingerprint())
+    compact = CompactRecommender.from_item_tokens(
+        tokens, config, catalog_fingerprint=ds.catalog.fingerprint()
+    )
     rec = GenerativeRecommender.from_compact(compact, ds.catalog, sid)
     out = rec.generate([[1, 2, 3], [4]], num_items=4)
     assert [len(r) for r in out] == [4, 4]
     loaded = GenerativeRecommender.from_pretrained(rec.save_pretrained(tmp_path / "c"), ds.catalog)
     assert loaded.generate([1, 2, 3], num_items=4).indices.tolist() == out[0].indices.tolist()
+
+
+def test_full_finetune_saves_the_whole_model(setup, tmp_path):
+    ds, sid, _, path = setup
+    rec = GenerativeRecommender.build(ds.catalog, sid, base_model=path, full_finetune=True)
+    assert not hasattr(rec.model, "peft_config")
+    assert all(p.requires_grad for p in rec.model.parameters())
+    folder = rec.save_pretrained(tmp_path / "full")
+    assert (folder / "model" / "model.safetensors").is_file()
+    loaded = GenerativeRecommender.from_pretrained(folder, ds.catalog)
+    assert (
+        loaded.generate([2, 4], num_items=4).indices.tolist()
+        == rec.generate([2, 4], num_items=4).indices.tolist()
+    )

@@ -1,4 +1,4 @@
-"""Training examples: sliding windows over training sequences only, capped histories, task mixing, chat format."""
+"""Training examples: windows over training sequences only, capped histories, task mixing, chat format."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ from llm_tiny import CHATML, tiny_sid, tiny_tokenizer
 
 from genrec.data import Catalog, Item, SequenceDataset
 from genrec.errors import TemplateError
-from genrec.prompts import ChatFormat, build_eval_examples, build_sft_examples, load_templates, sliding_windows
+from genrec.prompts import (
+    ChatFormat,
+    build_eval_examples,
+    build_sft_examples,
+    load_templates,
+    sliding_windows,
+)
 
 
 def held_out_dataset(num_users: int = 10, seed: int = 0) -> SequenceDataset:
-    """Training parts use items 0..19; every user's validation and test targets are items used nowhere else."""
+    """Training parts use items 0..19; each validation and test target is an item used nowhere else."""
     rng = np.random.default_rng(seed)
     catalog = Catalog([Item(f"i{i}", title=f"Product {i}", fields={"brand": f"B{i % 3}"}) for i in range(40)])
     seqs = []

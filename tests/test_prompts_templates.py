@@ -55,8 +55,16 @@ def test_render_known_answer(tmp_path):
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ('"History: {{ history }}. Next?"', '"History: {{ history }. Next?"', "phrasing 0, line 1: syntax error"),
-        ('"History: {{ history }}. Next?"', '"History: {{ history }} {{ colour }}"', "phrasing 0: unknown variable"),
+        (
+            '"History: {{ history }}. Next?"',
+            '"History: {{ history }. Next?"',
+            "phrasing 0, line 1: syntax error",
+        ),
+        (
+            '"History: {{ history }}. Next?"',
+            '"History: {{ history }} {{ colour }}"',
+            "phrasing 0: unknown variable",
+        ),
         ('"History: {{ history }}. Next?"', '"No history here"', "phrasing 0: missing required variable"),
         ("variables: [history]", "variables: [history, price]", "not available to task 'seqrec'"),
         ("task: seqrec", "task: fortune", "unknown task 'fortune'"),

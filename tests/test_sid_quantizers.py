@@ -152,6 +152,8 @@ def test_rqvae_learns_and_keeps_clusters_apart():
     q = RQVAE.fit(x, config, show_progress=False)
     first, last = q.history[0], q.history[-1]
     assert last["recon"] < first["recon"]
-    assert "collision_rate" in last
+    evaluated = {h["epoch"]: h["collision_rate"] for h in q.history if "collision_rate" in h}
+    assert sorted(evaluated) == [4, 9, 14, 19, 24, 29]
+    assert evaluated[q.kept_epoch] == min(evaluated.values())  # the best checkpoint is the one kept
     assert same_partition(q.encode(x)[:, 0], labels)
     assert q.reconstruct(x).shape == x.shape

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from llm_tiny import tiny_base_model, tiny_dataset, tiny_sid
+from safetensors import safe_open
 from transformers import TrainerCallback
 
 from genrec.errors import DataFormatError
@@ -88,7 +89,11 @@ def test_new_token_rows_train_and_old_rows_stay_fixed(tmp_path, tied):
     path = tiny_base_model(tmp_path / "base", ds.catalog, tied=tied)
     recipe = tiny_recipe(tmp_path / "run", path, max_steps=3, save_steps=100)
     rec = GenerativeRecommender.build(
-        ds.catalog, sid, base_model=path, lora=recipe.lora, templates=load_templates(names=["seqrec", "item2sid"])
+        ds.catalog,
+        sid,
+        base_model=path,
+        lora=recipe.lora,
+        templates=load_templates(names=["seqrec", "item2sid"]),
     )
     new = sid_vocab_ids(rec.tokenizer, sid)
     old = np.setdiff1d(np.arange(len(rec.tokenizer)), new)
@@ -117,6 +122,7 @@ class StepCounter(TrainerCallback):
         self.steps.append(state.global_step)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     ds = tiny_dataset()
     sid = tiny_sid(ds.catalog)
@@ -126,9 +132,20 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     train_sft(tiny_recipe(out, path, max_steps=2, save_steps=2), dataset=ds, sid=sid, callbacks=[first])
     assert first.steps == [1, 2] and (out / "checkpoint-2").is_dir()
     second = StepCounter()
-    rec = train_sft(tiny_recipe(out, path, max_steps=4, save_steps=2), resume=True, dataset=ds, sid=sid,
-                    callbacks=[second])
+    rec = train_sft(
+        tiny_recipe(out, path, max_steps=4, save_steps=2),
+        resume=True,
+        dataset=ds,
+        sid=sid,
+        callbacks=[second],
+    )
     assert second.steps == [3, 4]  # continued at the checkpoint's global step, not from 1
     assert (out / "checkpoint-4").is_dir()
+    with safe_open(out / "checkpoint-4" / "adapter_model.safetensors", "pt") as f:  # LoRA + SID rows only,
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys() if "lora_" not in k}  # not the embeddings
+    assert shapes == {"base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta": [12, 32]}
     loaded = GenerativeRecommender.from_pretrained(out / "final", ds.catalog)
-    assert loaded.generate([0, 1], num_items=3).indices.tolist() == rec.generate([0, 1], num_items=3).indices.tolist()
+    assert (
+        loaded.generate([0, 1], num_items=3).indices.tolist()
+        == rec.generate([0, 1], num_items=3).indices.tolist()
+    )

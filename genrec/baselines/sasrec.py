@@ -28,7 +28,7 @@ from genrec.utils.io import atomic_write, atomic_write_json, read_json
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-# Fields that fix the shapes of the weights; the rest only affect training.
+# Fields that define the network (a checkpoint can only resume with the same); the rest only affect training.
 ARCHITECTURE_FIELDS = ("hidden", "layers", "heads", "max_len")
 
 
@@ -43,7 +43,7 @@ class SASRecConfig:
     dropout: float = 0.3
     lr: float = 1e-3
     weight_decay: float = 0.0
-    batch_size: int = 128
+    batch_size: int = 64
     epochs: int = 200
     patience: int = 10  # evaluations without a better validation NDCG@10 before stopping
     eval_every: int = 1  # epochs between validation passes
@@ -97,7 +97,7 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block with SASRec's point-wise feed-forward (hidden -> hidden)."""
+    """Pre-norm transformer block; the point-wise feed-forward keeps SASRec's width (hidden -> hidden)."""
 
     def __init__(self, config: SASRecConfig):
         super().__init__()

@@ -9,10 +9,74 @@ check that both return the same lists.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import DynamicCache, GenerationConfig, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
 
 from genrec.decoding.trie import ItemTrie
+
+
+class _BeamLayer(DynamicLayer):
+    """One layer's KV cache for beams that share their prompt, preallocated for the item tokens.
+
+    Appending a token is a write instead of a concatenation, and reordering beams among the rows of the
+    same prompt moves only the generated columns: the prompt columns of those rows are identical.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, repeats: int, extra: int):
+        super().__init__()
+        length = keys.shape[-2]
+        self.keys = self._expand(keys, repeats, extra)
+        self.values = self._expand(values, repeats, extra)
+        self.prompt_length = self.length = length
+        self.device, self.is_initialized = keys.device, True
+
+    @staticmethod
+    def _expand(states: torch.Tensor, repeats: int, extra: int) -> torch.Tensor:
+        rows, heads, length, dim = states.shape
+        out = states.new_empty(rows, repeats, heads, length + extra, dim)
+        out[:, :, :, :length] = states.unsqueeze(1)
+        return out.view(rows * repeats, heads, length + extra, dim)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        self.keys[:, :, self.length : end] = key_states
+        self.values[:, :, self.length : end] = value_states
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """``beam_idx`` must map every row to a row of the same prompt (true within one user's beams)."""
+        if len(beam_idx) != self.keys.shape[0]:  # the beam count changed: rebuild every row
+            self.keys, self.values = self.keys[beam_idx], self.values[beam_idx]
+            return
+        generated = slice(self.prompt_length, self.length)
+        self.keys[:, :, generated] = self.keys[beam_idx, :, generated]
+        self.values[:, :, generated] = self.values[beam_idx, :, generated]
+
+
+def _expand_cache(cache: DynamicCache, repeats: int, extra: int) -> None:
+    """Copy the prompt's KV once per beam; plain dynamic layers switch to :class:`_BeamLayer`."""
+    if all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache.layers = [_BeamLayer(layer.keys, layer.values, repeats, extra) for layer in cache.layers]
+    else:  # sliding-window or other layer types keep their own semantics
+        cache.batch_repeat_interleave(repeats)
+
+
+def _forward_params(model: PreTrainedModel) -> set[str]:
+    """Named ``forward`` arguments of the model, looking through PEFT wrappers (which take ``**kwargs``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+def _cache_kwargs(params: set[str], cache: DynamicCache) -> dict:
+    """Pass the KV cache under the name ``forward`` takes (``past_key_values`` is deprecated in 5.x)."""
+    return {"cache": cache} if "cache" in params else {"past_key_values": cache}
 
 
 def _check_widths(trie: ItemTrie, num_beams: int, num_return: int) -> None:
@@ -54,13 +118,17 @@ def constrained_beam_search(
     attention_mask = attention_mask.long()
     prompt_len = attention_mask.sum(-1)  # real tokens per prompt; generated token d sits at position len + d
     cache = DynamicCache(config=model.config)
+    params = _forward_params(model)
+    cache_kwargs = _cache_kwargs(params, cache)
+    # Only the last prompt position's logits are needed; models that cannot trim them still work.
+    trim = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
         position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
-        cache=cache,
         use_cache=True,
-        logits_to_keep=1,
+        **cache_kwargs,
+        **trim,
     )
     log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B * beams, V)
     vocab = log_probs.shape[-1]
@@ -83,7 +151,7 @@ def constrained_beam_search(
             break
         rows = (parent + torch.arange(batch, device=device).unsqueeze(1) * beams).view(-1)
         if beams == 1:
-            cache.batch_repeat_interleave(new_beams)  # the prompt is shared: copy it, encode it once
+            _expand_cache(cache, new_beams, trie.depth - 1)  # the prompt is encoded once, copied per beam
         else:
             cache.reorder_cache(rows)
         beams = new_beams
@@ -98,8 +166,8 @@ def constrained_beam_search(
             input_ids=token.view(-1, 1),
             attention_mask=step_mask,
             position_ids=(prompt_len + d).repeat_interleave(beams).unsqueeze(1),
-            cache=cache,
             use_cache=True,
+            **cache_kwargs,
         )
         log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     items = trie.leaf_items[node[:, :num_return]]

@@ -89,7 +89,8 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
         table = torch.as_tensor(np.asarray(table, dtype=np.float32))
         if tuple(table.shape) != tuple(self.item_embeddings.shape):
             raise CheckpointMismatchError(
-                f"item table has shape {tuple(table.shape)}, conditioner expects {tuple(self.item_embeddings.shape)}"
+                f"item table has shape {tuple(table.shape)}, "
+                f"conditioner expects {tuple(self.item_embeddings.shape)}"
             )
         self.item_embeddings.copy_(table.to(self.item_embeddings.device))
 
@@ -134,7 +135,8 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
         else:
             if user.shape[-1] != cfg.user_dim:
                 raise CheckpointMismatchError(
-                    f"user embedding has size {user.shape[-1]}, this conditioner was trained on {cfg.user_dim}"
+                    f"user embedding has size {user.shape[-1]}, "
+                    f"this conditioner was trained on {cfg.user_dim}"
                 )
             tokens = self.user_proj(user.to(self.dtype)).view(b, cfg.num_user_tokens, -1)
             if drop_user is not None:
@@ -147,7 +149,8 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
             else:
                 if item.shape[-1] != cfg.item_dim:
                     raise CheckpointMismatchError(
-                        f"item embedding has size {item.shape[-1]}, this conditioner was trained on {cfg.item_dim}"
+                        f"item embedding has size {item.shape[-1]}, "
+                        f"this conditioner was trained on {cfg.item_dim}"
                     )
                 item_tokens = self.item_proj(item.to(self.dtype)).view(b, cfg.num_item_tokens, -1)
                 if drop_item is not None:

@@ -71,7 +71,8 @@ def load_item_images(
         try:
             arrays.append(load_image(path, size))
             ok.append(int(i))
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
+        # PIL raises SyntaxError for some malformed PNG/GIF headers.
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             skipped[int(i)] = f"{path}: {err}"
             logger.warning("skipping image of item %r: %s (%s)", catalog[int(i)].id, path, err)
     if skipped:

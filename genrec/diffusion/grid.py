@@ -30,12 +30,13 @@ def save_grid(
     n_right = max(len(right) for _, right in rows)
     header, gap = 14, 3 * pad
     label_h = 12 if labels else 0
-    width = pad + n_left * (w + pad) + gap + n_right * (w + pad)
+    width = pad + n_left * (w + pad) + (gap if n_left else 0) + n_right * (w + pad)
     height = header + pad + len(rows) * (h + pad + label_h)
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    right_x = pad + n_left * (w + pad) + gap
-    draw.text((pad, 2), titles[0], fill="black")
+    right_x = pad + n_left * (w + pad) + (gap if n_left else 0)
+    if n_left:
+        draw.text((pad, 2), titles[0], fill="black")
     draw.text((right_x, 2), titles[1], fill="black")
     for r, (left, right) in enumerate(rows):
         y = header + pad + r * (h + pad + label_h)

@@ -47,14 +47,22 @@ def build_unet(
     cross_attention_dim: int = 128,
     attention_head_dim: int = 32,
     norm_num_groups: int = 16,
+    first_attention_level: int = 0,
 ) -> UNet2DConditionModel:
-    """A UNet with cross-attention in every block but the lowest-resolution-free last one.
+    """A UNet with (self- and cross-) attention blocks at levels ``first_attention_level .. n-2``.
 
-    ``attention_head_dim`` is the width of one head (diffusers' historical name; heads = channels/width).
+    The lowest-resolution level has plain ResNet blocks; the mid block always cross-attends.
+
+    ``first_attention_level=1`` skips attention at full resolution (as SDXL does): self-attention
+    over 32x32 pixels dominates CPU cost in pixel space. ``attention_head_dim`` is the width of one
+    head (diffusers' historical name; heads = channels / width).
     """
     n = len(block_out_channels)
-    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
-    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    if not 0 <= first_attention_level < n - 1:
+        raise ValueError(f"first_attention_level must be in [0, {n - 2}], got {first_attention_level}")
+    attn = [first_attention_level <= level < n - 1 for level in range(n)]
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn))
     heads = tuple(max(1, c // attention_head_dim) for c in block_out_channels)
     return UNet2DConditionModel(
         sample_size=sample_size,

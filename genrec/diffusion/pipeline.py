@@ -23,13 +23,17 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
 from genrec.diffusion.conditioning import ThumbnailConditioner
-from genrec.errors import CheckpointMismatchError
+from genrec.errors import CheckpointMismatchError, EmptyHistoryError
 
 
 def _as_histories(user_history: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
     if len(user_history) and isinstance(user_history[0], str):
-        return [list(user_history)]  # one user
-    return [list(h) for h in user_history]
+        histories = [list(user_history)]  # one user
+    else:
+        histories = [list(h) for h in user_history]
+    if not histories or any(len(h) == 0 for h in histories):
+        raise EmptyHistoryError("user_history is empty; pass item ids (oldest first) or user_history=None")
+    return histories
 
 
 def check_compatible(
@@ -138,6 +142,8 @@ class PersonalizedThumbnailPipeline(DiffusionPipeline):
             item_vec = item_vec.to(device).repeat_interleave(num_images, 0)
 
         branches, weights = self._guidance_branches(user, item_vec, user_guidance_scale, item_guidance_scale)
+        # A zero-weight branch (e.g. the unconditional one at scale 1) changes nothing: skip its UNet pass.
+        branches, weights = zip(*[(b, w) for b, w in zip(branches, weights) if w != 0])
         cond = torch.cat([self.conditioner(u, i, batch_size=n) for u, i in branches]).to(self.unet.dtype)
 
         cfg = self.unet.config
@@ -164,6 +170,7 @@ class PersonalizedThumbnailPipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
+    @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (or pixels) -> images in [0, 1], ``(N, 3, H, W)``."""
         if self.vae is not None:

@@ -1,4 +1,4 @@
-"""Training for personalized thumbnails: a small VAE on item images, then a conditional UNet on cached latents.
+"""Personalized-thumbnail training: a small VAE on item images, then a conditional UNet on cached latents.
 
 Stage 1 (latent mode, unless ``vae_path`` names a pretrained VAE) trains an ``AutoencoderKL`` on the
 training items' images, then encodes every image once; the latents never change during stage 2.
@@ -76,6 +76,7 @@ class ThumbnailTrainingConfig:
     vae_latent_channels: int = 4
     vae_steps: int = 600
     vae_batch_size: int = 32
+    vae_crop_size: int | None = 32  # the VAE is fully convolutional: train on random crops, 4x cheaper
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
     # UNet
@@ -83,6 +84,7 @@ class ThumbnailTrainingConfig:
     layers_per_block: int = 1
     cross_attention_dim: int = 128
     attention_head_dim: int = 32
+    unet_first_attention_level: int = 0  # 1 = no attention at full resolution (cheaper pixel-space runs)
     train_steps: int = 2000
     batch_size: int = 32
     learning_rate: float = 3e-4
@@ -93,7 +95,7 @@ class ThumbnailTrainingConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
     # sampling
-    sample_scheduler: str = "dpmsolver"  # or "ddim"
+    sample_scheduler: str = "ddim"  # or "dpmsolver" (DPM-Solver++; needs a non-cosine beta_schedule)
     sample_steps: int = 20
     user_guidance_scale: float = 3.0
     item_guidance_scale: float = 2.0
@@ -117,8 +119,17 @@ class ThumbnailTrainingConfig:
 
 
 def make_sample_scheduler(train_scheduler: DDPMScheduler, kind: str):
-    """DPM-Solver++ (default) or DDIM sharing the training noise schedule."""
+    """DDIM or DPM-Solver++ sharing the training noise schedule.
+
+    DPM-Solver++ diverges on the cosine schedule (its terminal alpha is ~1e-9, so data predictions
+    at the first steps are amplified thousands of times; measured here), so that pair is refused.
+    """
     if kind == "dpmsolver":
+        if train_scheduler.config.beta_schedule == "squaredcos_cap_v2":
+            raise ValueError(
+                "sample_scheduler='dpmsolver' is unstable with beta_schedule='squaredcos_cap_v2'; "
+                "use sample_scheduler='ddim' or train with beta_schedule='scaled_linear'"
+            )
         return DPMSolverMultistepScheduler.from_config(train_scheduler.config)
     if kind == "ddim":
         return DDIMScheduler.from_config(train_scheduler.config)
@@ -206,8 +217,8 @@ class ThumbnailTrainer:
             total=cfg.vae_steps,
         )
         for step in bar:
-            batch = torch.from_numpy(rng.choice(rows, cfg.vae_batch_size))
-            loss = vae_loss(self.images.to_float(batch).to(self.accelerator.device))
+            batch = self.images.to_float(torch.from_numpy(rng.choice(rows, cfg.vae_batch_size)))
+            loss = vae_loss(_random_crops(batch, cfg.vae_crop_size, rng).to(self.accelerator.device))
             self.accelerator.backward(loss)
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -266,6 +277,7 @@ class ThumbnailTrainer:
             layers_per_block=cfg.layers_per_block,
             cross_attention_dim=cfg.cross_attention_dim,
             attention_head_dim=cfg.attention_head_dim,
+            first_attention_level=cfg.unet_first_attention_level,
         )
         d_item = self.item_embeddings.shape[1]
         conditioner = ThumbnailConditioner(
@@ -287,6 +299,7 @@ class ThumbnailTrainer:
             num_train_timesteps=cfg.num_train_timesteps,
             beta_schedule=cfg.beta_schedule,
             prediction_type=cfg.prediction_type,
+            clip_sample=not cfg.latent,  # [-1, 1] holds for pixels, not for unit-variance latents
         )
         return unet, conditioner, scheduler
 
@@ -295,7 +308,11 @@ class ThumbnailTrainer:
     ) -> PersonalizedThumbnailPipeline:
         cfg, acc = self.config, self.accelerator
         unet, conditioner, noise_scheduler = self.build_models()
-        sampler = PairSampler(self.dataset, self.images, self.holdout, cfg.history_max_len, seed=cfg.seed + 2)
+        # Each process draws its own batches (under `accelerate launch`), reproducibly.
+        rank_seed = cfg.seed + 1000 * acc.process_index
+        sampler = PairSampler(
+            self.dataset, self.images, self.holdout, cfg.history_max_len, seed=rank_seed + 2
+        )
         params = list(unet.parameters()) + list(conditioner.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         lr_sched = get_scheduler("constant_with_warmup", opt, num_warmup_steps=cfg.lr_warmup_steps)
@@ -309,16 +326,18 @@ class ThumbnailTrainer:
             model_config=conditioner.config,
         )
         start = 0
+        gen = torch.Generator().manual_seed(rank_seed + 3)  # noise, timesteps and condition dropout
         ckpt = latest_checkpoint(self.output_dir) if resume else None
         if ckpt is not None:
-            start = self._load_checkpoint(ckpt, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler)
+            start = self._load_checkpoint(
+                ckpt, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
+            )
             logger.info("resumed from %s at step %d", ckpt, start)
         unet, conditioner, opt, lr_sched = acc.prepare(unet, conditioner, opt, lr_sched)
         ema_unet.to(acc.device)
         ema_cond.to(acc.device)
 
         row_of = torch.from_numpy(self.images.row_of)
-        gen = torch.Generator().manual_seed(cfg.seed + 3 + start)
         bar = tqdm(
             range(start, cfg.train_steps),
             desc="unet",
@@ -367,7 +386,9 @@ class ThumbnailTrainer:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             done = step + 1
             if acc.is_main_process and (done % cfg.save_every == 0 or done == cfg.train_steps):
-                self._save_checkpoint(done, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler)
+                self._save_checkpoint(
+                    done, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
+                )
             if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
                 pipe = self._ema_pipeline(unet, conditioner, ema_unet, ema_cond, noise_scheduler)
                 self.save_sample_grid(pipe, self.output_dir / "samples" / f"step-{done:06d}.png")
@@ -420,7 +441,9 @@ class ThumbnailTrainer:
         return save_grid(rows, path, titles=("recent history", "generated"))
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def _save_checkpoint(self, step, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler) -> None:
+    def _save_checkpoint(
+        self, step, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
+    ) -> None:
         path = self.output_dir / f"checkpoint-{step:06d}"
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -431,13 +454,16 @@ class ThumbnailTrainer:
         torch.save(
             {"optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict()}, tmp / "optimizer.pt"
         )
+        save_file({"generator": gen.get_state()}, str(tmp / "rng.safetensors"))
         atomic_write_json(tmp / "state.json", {"step": step, "sampler": sampler.state_dict()})
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)  # a checkpoint folder exists only once complete
         for old in sorted(_checkpoints(self.output_dir))[: -self.config.keep_checkpoints]:
             shutil.rmtree(old[1], ignore_errors=True)
 
-    def _load_checkpoint(self, path, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler) -> int:
+    def _load_checkpoint(
+        self, path, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
+    ) -> int:
         saved = read_json(path / "conditioner" / "config.json")
         for key in (
             "user_dim",
@@ -461,6 +487,7 @@ class ThumbnailTrainer:
         lr_sched.load_state_dict(state["lr_scheduler"])
         meta = read_json(path / "state.json")
         sampler.load_state_dict(meta["sampler"])
+        gen.set_state(load_file(path / "rng.safetensors")["generator"])
         return int(meta["step"])
 
 
@@ -476,6 +503,16 @@ class _VAELoss(torch.nn.Module):
         posterior = self.vae.encode(x).latent_dist
         recon = self.vae.decode(posterior.sample()).sample
         return torch.nn.functional.mse_loss(recon, x) + self.kl_weight * posterior.kl().mean()
+
+
+def _random_crops(x: torch.Tensor, size: int | None, rng: np.random.Generator) -> torch.Tensor:
+    """One random ``size`` x ``size`` crop per image (whole images when ``size`` is None or too big)."""
+    h, w = x.shape[-2:]
+    if size is None or (size >= h and size >= w):
+        return x
+    tops = rng.integers(0, h - size + 1, len(x))
+    lefts = rng.integers(0, w - size + 1, len(x))
+    return torch.stack([img[:, t : t + size, s : s + size] for img, t, s in zip(x, tops, lefts)])
 
 
 def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:

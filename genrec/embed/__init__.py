@@ -1,4 +1,12 @@
-"""Item embeddings: text through an editable template + sentence-transformers, optional image fusion."""
+"""Item embeddings: text through an editable template + sentence-transformers, optional image fusion.
+
+Usage:
+
+    emb = encode_items(catalog)                                  # bundled all-MiniLM-L6-v2, disk cache
+    emb = encode_items(catalog, model="BAAI/bge-small-en-v1.5", template="{{ title }} ({{ brand }})")
+    img = encode_item_images(catalog, CLIPImageEncoder("openai/clip-vit-base-patch32"), missing="zeros")
+    fused = fuse_embeddings([emb, img], method="concat", weights=[0.7, 0.3])
+"""
 
 from genrec.embed.encoder import (
     default_cache_dir,

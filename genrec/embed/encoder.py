@@ -61,7 +61,9 @@ def model_identity(model: str | SentenceTransformer | None) -> str:
     name = getattr(getattr(auto, "config", None), "_name_or_path", None) or type(model).__name__
     path = Path(name)
     name = str(path.resolve()) if path.exists() else str(name)
-    return f"{name}|max_seq_length={model.max_seq_length}|dim={model.get_sentence_embedding_dimension()}"
+    # sentence-transformers >= 6 renamed get_sentence_embedding_dimension to get_embedding_dimension.
+    dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return f"{name}|max_seq_length={model.max_seq_length}|dim={dim_fn()}"
 
 
 def cache_key(identity: str, texts: Iterable[str]) -> str:

@@ -129,7 +129,7 @@ def fuse_embeddings(
     """Fuse per-item embeddings of several modalities into one L2-normalised matrix.
 
     Each input is L2-normalised first so no modality dominates by scale. ``concat`` scales block ``i``
-    by ``sqrt(w_i)`` (so the fused dot product is the weighted sum of per-modality cosines) and works
+    by ``sqrt(w_i)`` (so fused dot products are the weighted mean of per-modality cosines) and works
     for any dimensions; ``sum`` is the weighted sum and needs equal dimensions (e.g. CLIP text+image).
     """
     if len(embeddings) == 0:

@@ -45,7 +45,9 @@ class ItemTextTemplate:
         self.source = source
         self.name = name
         env = SandboxedEnvironment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            finalize=lambda value: "" if value is None else value,  # absent fields print as nothing
         )
         env.filters["money"] = _money
         try:

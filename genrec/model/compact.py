@@ -161,23 +161,28 @@ class CompactRecommender:
         histories: Sequence[np.ndarray],
         k: int = 10,
         num_beams: int = 20,
-        batch_size: int = 256,
+        batch_size: int = 64,
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items per history by constrained beam search: ``(items, scores)``, each (U, k)."""
+        """Top-``k`` items per history by constrained beam search: ``(items, scores)``, each (U, k).
+
+        Histories are decoded in order of length so that each batch pads (and copies its KV cache
+        across beams) for about its own length rather than the longest history's.
+        """
         self.model.eval()
         device = self.model.device
-        items, scores = [], []
-        for start in tqdm(
-            range(0, len(histories), batch_size), desc="decode", disable=not progress, leave=False
-        ):
-            ids, mask = self.encode_histories(histories[start : start + batch_size])
+        order = np.argsort([min(len(h), self.config.max_items) for h in histories], kind="stable")
+        items = np.empty((len(histories), k), dtype=np.int64)
+        scores = np.empty((len(histories), k), dtype=np.float32)
+        for start in tqdm(range(0, len(order), batch_size), desc="decode", disable=not progress, leave=False):
+            rows = order[start : start + batch_size]
+            ids, mask = self.encode_histories([histories[i] for i in rows])
             top, score = constrained_beam_search(
                 self.model, ids.to(device), mask.to(device), self.trie, num_beams=num_beams, num_return=k
             )
-            items.append(top.cpu().numpy())
-            scores.append(score.cpu().numpy())
-        return np.concatenate(items), np.concatenate(scores)
+            items[rows] = top.cpu().numpy()
+            scores[rows] = score.cpu().numpy()
+        return items, scores
 
     # -- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
@@ -235,7 +240,7 @@ class CompactTrainingConfig:
     max_grad_norm: float = 1.0
     eval_users: int = 2000  # validation users sampled (fixed) for early stopping; 0 = all
     eval_beams: int = 20
-    eval_batch_size: int = 256
+    eval_batch_size: int = 64
     metric: str = "ndcg@10"
     patience: int = 3  # epochs without improvement before stopping
     max_minutes: float | None = None  # wall-clock budget for training (checked after each epoch)

@@ -122,10 +122,13 @@ class GenerativeRecommender:
         max_history: int = 20,
         model: Any = None,
         tokenizer: Any = None,
+        full_finetune: bool = False,
     ) -> GenerativeRecommender:
-        """Load the base LM (default SmolLM2-135M-Instruct), add SID tokens, apply LoRA unless ``lora=None``.
+        """Load the base LM (default SmolLM2-135M-Instruct), add SID tokens, wrap it in LoRA.
 
-        Pass ``model``/``tokenizer`` to wrap an already loaded LM instead (``base_model`` then only names it).
+        ``lora`` defaults to :class:`LoraSettings` (``full_finetune=True`` trains every weight instead).
+        Pass ``model``/``tokenizer`` to wrap an already loaded LM (``base_model`` then names where its
+        weights can be reloaded from, which saving an adapter needs).
         """
         spec = base_model
         if model is None:
@@ -133,6 +136,7 @@ class GenerativeRecommender:
         elif tokenizer is None:
             raise ValueError("pass the tokenizer together with the model")
         add_sid_tokens(tokenizer, model, sid)
+        lora = None if full_finetune else (lora or LoraSettings())
         if lora is not None:
             model = apply_lora(model, sid_vocab_ids(tokenizer, sid), lora, quantized=quantization is not None)
         settings = {
@@ -215,7 +219,10 @@ class GenerativeRecommender:
             self._builder.seqrec_prompt(self.template, history, phrasing)
         )
 
-    def _encode(self, histories: list[np.ndarray], phrasing: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_prompts(
+        self, histories: Sequence[np.ndarray], phrasing: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``(input_ids, attention_mask)`` for dense-index histories, as decoding wants them."""
         if self.compact is not None:
             return self.compact.encode_histories(histories)
         side = self.tokenizer.padding_side
@@ -260,7 +267,7 @@ class GenerativeRecommender:
         results: list[Recommendation] = []
         try:
             for start in range(0, len(indices), batch_size):
-                ids, mask = self._encode(indices[start : start + batch_size], phrasing)
+                ids, mask = self.encode_prompts(indices[start : start + batch_size], phrasing)
                 top, scores = constrained_beam_search(
                     self.model,
                     ids.to(device),

@@ -17,6 +17,7 @@ variables, because template files are user input.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,12 @@ def default_prompt_dir() -> Path:
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled(source: str) -> jinja2.Template:
+    """Compile each template source once; rendering 100k examples must not recompile 100k times."""
+    return _ENV.from_string(source)
+
+
 @dataclass(frozen=True)
 class TaskTemplate:
     """A validated template file. ``name`` is the file stem; recipes refer to templates by it."""
@@ -97,7 +104,7 @@ class TaskTemplate:
 
     def _render(self, source: str, values: Mapping[str, Any], where: str) -> str:
         try:
-            return _ENV.from_string(source).render(**values).strip()
+            return _compiled(source).render(**values).strip()
         except jinja2.TemplateError as e:
             raise TemplateError(f"{self.path}: {where}: {type(e).__name__}: {e}") from e
 

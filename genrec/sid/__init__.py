@@ -1,4 +1,13 @@
-"""Semantic IDs: residual quantization (RQ-KMeans, RQ-VAE) of item embeddings into unique code tuples."""
+"""Semantic IDs: residual quantization (RQ-KMeans, RQ-VAE) of item embeddings into unique code tuples.
+
+Usage:
+
+    emb = genrec.embed.encode_items(catalog)                    # (n_items, 384), cached on disk
+    sid = build_semantic_ids(emb, method="rqkmeans", catalog=catalog)   # 3 x 256 + de-dup level
+    sid.item_tokens(0)            # ['<a_12>', '<b_201>', '<c_7>', '<d_0>']
+    sid.save_pretrained("out/sid"); SemanticIDs.from_pretrained("out/sid", catalog=catalog)
+    sid.encode_new(new_item_embeddings)                         # cold start, no retraining
+"""
 
 from genrec.sid.builder import build_semantic_ids
 from genrec.sid.collisions import balanced_last_level, dedup_index

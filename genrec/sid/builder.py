@@ -69,6 +69,14 @@ def build_semantic_ids(
     semantic, last_residual = quantizer.encode(x, return_last_residual=True)
     sizes = quantizer.codebook_sizes
     diagnostics: dict[str, Any] = {"fit_seconds": fit_seconds}
+    if isinstance(quantizer, RQVAE) and quantizer.history:
+        last = quantizer.history[-1]
+        diagnostics["training"] = {
+            "epochs": len(quantizer.history),
+            "kept_epoch": quantizer.kept_epoch,
+            "final_recon": last["recon"],
+            "final_quant": last["quant"],
+        }
     if balanced_last_level:
         nearest_diag = code_diagnostics(semantic, sizes)
         balanced = _balance(semantic, last_residual, quantizer.codebooks[-1])

@@ -35,13 +35,13 @@ class RQVAEConfig:
     latent_dim: int = 32
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256, 128])
     beta: float = 0.25  # commitment weight
-    epochs: int = 150
+    epochs: int = 50  # with k-means init + dead-code reset the collision rate bottoms out in ~25-50 epochs
     batch_size: int = 1024
     lr: float = 1e-3
     weight_decay: float = 0.0
     kmeans_init: bool = True
     dead_code_reset: bool = True
-    eval_every: int = 10  # epochs between collision-rate checks; the best checkpoint is kept (0: keep last)
+    eval_every: int = 5  # epochs between collision-rate checks; the best checkpoint is kept (0: keep last)
     seed: int = 0
 
 
@@ -66,16 +66,13 @@ class RQVAEModel(nn.Module):
             [nn.Parameter(torch.randn(k, config.latent_dim) / config.latent_dim**0.5) for k in sizes]
         )
 
-    def quantize(
-        self, z: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Residual quantization of ``z``: (quantized, codes, codebook+commitment loss, level inputs)."""
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Residual quantization of ``z``: (quantized, codes, codebook + commitment loss)."""
         residual = z
         quantized = torch.zeros_like(z)
         loss = z.new_zeros(())
-        codes, inputs = [], []
+        codes = []
         for codebook in self.codebooks:
-            inputs.append(residual.detach())
             idx = torch.cdist(residual.detach(), codebook.detach()).argmin(1)
             e = codebook[idx]
             loss = loss + ((e - residual.detach()) ** 2).sum(-1).mean()
@@ -83,14 +80,15 @@ class RQVAEModel(nn.Module):
             quantized = quantized + e
             residual = residual - e.detach()
             codes.append(idx)
-        return quantized, torch.stack(codes, 1), loss, inputs
+        return quantized, torch.stack(codes, 1), loss
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstruction loss, codebook + commitment loss, codes) for a batch."""
         z = self.encoder(x)
-        quantized, codes, q_loss, inputs = self.quantize(z)
+        quantized, codes, q_loss = self.quantize(z)
         x_hat = self.decoder(z + (quantized - z).detach())  # straight-through
         recon = ((x_hat - x) ** 2).sum(-1).mean()
-        return recon, q_loss, codes, inputs
+        return recon, q_loss, codes
 
 
 class RQVAE(ResidualQuantizer):
@@ -98,11 +96,18 @@ class RQVAE(ResidualQuantizer):
 
     method = "rqvae"
 
-    def __init__(self, model: RQVAEModel, input_dim: int, history: list[dict[str, float]] | None = None):
+    def __init__(
+        self,
+        model: RQVAEModel,
+        input_dim: int,
+        history: list[dict[str, float]] | None = None,
+        kept_epoch: int | None = None,
+    ):
         self.model = model.eval()
         self._input_dim = input_dim
         self.codebooks = [c.detach().cpu().numpy().astype(np.float32) for c in model.codebooks]
         self.history = history or []
+        self.kept_epoch = kept_epoch  # the epoch whose weights were kept (lowest collision rate)
 
     @property
     def input_dim(self) -> int:
@@ -148,7 +153,7 @@ class RQVAE(ResidualQuantizer):
             perm = torch.randperm(n, generator=gen)
             for s in range(0, n, config.batch_size):
                 batch = data[perm[s : s + config.batch_size]]
-                recon, q_loss, codes, inputs = model(batch)
+                recon, q_loss, codes = model(batch)
                 opt.zero_grad(set_to_none=True)
                 (recon + q_loss).backward()
                 opt.step()
@@ -170,7 +175,7 @@ class RQVAE(ResidualQuantizer):
         if best is not None:
             model.load_state_dict(best[2])
             logger.info("rq-vae: kept epoch %d (collision rate %.4f)", best[1], best[0])
-        return cls(model, data.shape[1], history)
+        return cls(model, data.shape[1], history, kept_epoch=best[1] if best else config.epochs - 1)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         config = {"input_dim": self.input_dim, "config": asdict(self.model.config)}
@@ -216,6 +221,6 @@ def _reset_dead_codes(
 def _collision_rate(model: RQVAEModel, data: torch.Tensor) -> float:
     """Fraction of items whose full code is shared with another item (the quantity de-dup pays for)."""
     model.eval()
-    _, codes, _, _ = model.quantize(model.encoder(data))
+    _, codes, _ = model.quantize(model.encoder(data))
     inverse, counts = group_codes(codes.numpy())
     return float((counts[inverse] > 1).mean())

@@ -110,9 +110,13 @@ def sft_config(recipe: SFTRecipe, has_eval: bool) -> Any:
 
 
 def build_trainer(
-    recipe: SFTRecipe, rec: GenerativeRecommender, dataset: Any, callbacks: list | None = None
+    recipe: SFTRecipe,
+    rec: GenerativeRecommender,
+    dataset: Any,
+    callbacks: list | None = None,
+    trainer_cls: type[GenRecSFTTrainer] = GenRecSFTTrainer,
 ) -> GenRecSFTTrainer:
-    """Examples from the recipe's task mix, and a trainer over ``rec.model``."""
+    """Examples from the recipe's task mix, and a trainer (``trainer_cls``) over ``rec.model``."""
     from datasets import Dataset
 
     templates = rec.templates
@@ -142,7 +146,7 @@ def build_trainer(
     if recipe.train.sid_restricted_loss:
         eos = [rec.tokenizer.eos_token_id] if rec.tokenizer.eos_token_id is not None else []
         restrict = sid_vocab_ids(rec.tokenizer, rec.sid).tolist() + eos
-    return GenRecSFTTrainer(
+    return trainer_cls(
         model=rec.model,
         args=sft_config(recipe, eval_ds is not None),
         train_dataset=Dataset.from_dict(train),
@@ -184,7 +188,8 @@ def train_sft(
         sid,
         base_model=recipe.model.base_model,
         gguf_file=recipe.model.gguf_file,
-        lora=recipe.lora if recipe.model.use_lora else None,
+        lora=recipe.lora,
+        full_finetune=not recipe.model.use_lora,
         quantization=recipe.model.quantization,
         dtype=recipe.model.dtype,
         templates=templates,

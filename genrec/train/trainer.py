@@ -9,6 +9,7 @@ prompt-completion masking, padding-free batches, checkpoints, resume, logging) i
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -53,3 +54,16 @@ class GenRecSFTTrainer(SFTTrainer):
             self._total_train_tokens += int(self.accelerator.gather_for_metrics(tokens).sum().item())
             self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # peft would also write the whole resized embedding matrix (vocab x d) into every checkpoint; the SID
+        # rows are already in the token adapter, so checkpoints stay adapter-sized.
+        model = self.accelerator.unwrap_model(self.model)
+        patched = hasattr(model, "peft_config")
+        if patched:
+            model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=False)
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            if patched:
+                del model.save_pretrained

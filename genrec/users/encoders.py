@@ -77,7 +77,8 @@ class SASRecUserEncoder:
 
     @torch.no_grad()
     def encode(self, histories: Sequence[History]) -> torch.Tensor:
-        hs = [_check_history(h, None, i) for i, h in enumerate(histories)]
+        num_items = getattr(self.sasrec, "num_items", None)
+        hs = [_check_history(h, num_items, i) for i, h in enumerate(histories)]
         states = torch.as_tensor(self.sasrec.user_states(hs)).float().cpu()
         return torch.nn.functional.normalize(states, dim=-1) if self.normalize else states
 

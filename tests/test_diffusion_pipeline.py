@@ -1,0 +1,223 @@
+"""PersonalizedThumbnailPipeline: outputs, determinism, guidance composition, save/load, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DPMSolverMultistepScheduler
+from PIL import Image
+
+from genrec.diffusion import PersonalizedThumbnailPipeline, ThumbnailConditioner, build_unet, build_vae
+from genrec.errors import CheckpointMismatchError, UnknownItemError
+from genrec.users import MeanItemEncoder
+
+IDS = ["a", "b", "c", "d", "e"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest single-threaded, especially on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+DIM = 6
+
+
+def make_pipeline(
+    latent: bool = True, user_encoder: str = "mean", cross: int = 16
+) -> PersonalizedThumbnailPipeline:
+    torch.manual_seed(0)
+    emb = np.random.default_rng(0).normal(size=(len(IDS), DIM)).astype(np.float32)
+    cond = ThumbnailConditioner(
+        user_dim=DIM,
+        cross_attention_dim=cross,
+        item_dim=DIM,
+        hidden_dim=16,
+        user_encoder=user_encoder,
+        num_items=len(IDS),
+        table_dim=DIM,
+        catalog_ids=IDS,
+    )
+    cond.set_item_embeddings(emb / np.linalg.norm(emb, axis=1, keepdims=True))
+    vae = build_vae((8, 16), latent_channels=4, sample_size=8) if latent else None
+    unet = build_unet(
+        sample_size=4 if latent else 8,
+        in_channels=4 if latent else 3,
+        block_out_channels=(16, 32),
+        cross_attention_dim=16,
+        attention_head_dim=8,
+    )
+    return PersonalizedThumbnailPipeline(
+        unet=unet.eval(), scheduler=DPMSolverMultistepScheduler(), conditioner=cond.eval(), vae=vae
+    )
+
+
+@pytest.fixture
+def pipe() -> PersonalizedThumbnailPipeline:
+    p = make_pipeline()
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def run(pipe, seed: int = 0, **kwargs):
+    kwargs.setdefault("num_inference_steps", 2)
+    return pipe(generator=torch.Generator().manual_seed(seed), **kwargs).images
+
+
+def test_output_types_and_shapes(pipe):
+    pil = run(pipe, user_history=["a", "b"], item="c", num_images=3)
+    assert len(pil) == 3 and all(isinstance(im, Image.Image) and im.size == (8, 8) for im in pil)
+    arr = run(pipe, user_history=[["a"], ["b", "c"]], num_images=2, output_type="np")
+    assert arr.shape == (4, 8, 8, 3) and arr.min() >= 0 and arr.max() <= 1
+    pt = run(pipe, user_embedding=torch.randn(2, DIM), output_type="pt")
+    assert pt.shape == (2, 3, 8, 8)
+    lat = run(pipe, user_history=["a"], num_images=2, output_type="latent")
+    assert lat.shape == (2, 4, 4, 4)
+
+
+def test_pixel_space_pipeline():
+    p = make_pipeline(latent=False)
+    p.set_progress_bar_config(disable=True)
+    assert run(p, user_history=["a"], output_type="np").shape == (1, 8, 8, 3)
+
+
+def test_fixed_generator_is_deterministic(pipe):
+    a = run(pipe, user_history=["a", "b"], item="c", num_images=2, output_type="np")
+    b = run(pipe, user_history=["a", "b"], item="c", num_images=2, output_type="np")
+    c = run(pipe, seed=1, user_history=["a", "b"], item="c", num_images=2, output_type="np")
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_history_encoding_matches_mean_item_encoder(pipe):
+    table = pipe.conditioner.item_embeddings.numpy()
+    expected = MeanItemEncoder(table).encode([np.array([0, 2])])
+    torch.testing.assert_close(pipe.encode_user(["a", "c"]), expected)
+
+
+def test_guidance_scales_zero_drop_the_condition(pipe):
+    """s_u = 0 ignores the user; s_i = 0 ignores the item; both 0 is the unconditional model."""
+    user = torch.randn(1, DIM)
+    uncond = run(pipe, output_type="np")
+    user_only = run(pipe, user_embedding=user, output_type="np")
+    np.testing.assert_allclose(
+        run(pipe, user_embedding=user, user_guidance_scale=0.0, output_type="np"), uncond, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        run(pipe, user_embedding=user, item="b", item_guidance_scale=0.0, output_type="np"),
+        user_only,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        run(
+            pipe,
+            user_embedding=user,
+            item="b",
+            user_guidance_scale=0.0,
+            item_guidance_scale=0.0,
+            output_type="np",
+        ),
+        uncond,
+        atol=1e-5,
+    )
+    assert not np.allclose(user_only, uncond)
+
+
+@pytest.mark.parametrize(
+    ("has_user", "has_item", "expected"),
+    [
+        (False, False, [1.0]),
+        (True, False, [-2.0, 3.0]),
+        (False, True, [-1.0, 2.0]),
+        (True, True, [-2.0, 1.0, 2.0]),
+    ],
+)
+def test_guidance_branch_weights(has_user, has_item, expected):
+    u = torch.zeros(1, DIM) if has_user else None
+    i = torch.zeros(1, DIM) if has_item else None
+    branches, weights = PersonalizedThumbnailPipeline._guidance_branches(u, i, 3.0, 2.0)
+    assert weights == pytest.approx(expected)
+    assert sum(weights) == pytest.approx(1.0)  # an affine combination of noise predictions
+    assert len(branches) == len(weights) and branches[0] == (None, None)
+
+
+def test_dropped_condition_equals_null_tokens(pipe):
+    cond = pipe.conditioner
+    user, item = torch.randn(2, DIM), torch.randn(2, DIM)
+    drop = torch.tensor([True, True])
+    torch.testing.assert_close(cond(user, item, drop_user=drop), cond(None, item))
+    torch.testing.assert_close(cond(user, item, drop_item=drop), cond(user, None))
+    torch.testing.assert_close(
+        cond(user, item, drop_user=drop, drop_item=drop), cond(None, None, batch_size=2)
+    )
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "p")
+    loaded = PersonalizedThumbnailPipeline.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(
+        run(loaded, user_history=["a", "d"], item="b", num_images=2, output_type="np"),
+        run(pipe, user_history=["a", "d"], item="b", num_images=2, output_type="np"),
+        atol=1e-6,
+    )
+    assert len(run(loaded, user_history=["a", "b", "e"], num_images=4)) == 4
+
+
+def test_unknown_items_raise(pipe):
+    with pytest.raises(UnknownItemError, match="zzz"):
+        run(pipe, user_history=["a", "zzz"])
+    with pytest.raises(UnknownItemError, match="nope"):
+        run(pipe, user_history=["a"], item="nope")
+
+
+def test_condition_size_mismatch_fails_clearly(pipe, tmp_path):
+    with pytest.raises(CheckpointMismatchError, match="user embedding has size 7"):
+        run(pipe, user_embedding=torch.randn(1, DIM + 1))
+    pipe.save_pretrained(tmp_path / "p")
+    cfg_path = tmp_path / "p" / "conditioner" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["user_dim"] = cfg["table_dim"] = DIM + 3  # weights saved for DIM-wide users, config says DIM + 3
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointMismatchError, match="condition sizes differ"):
+        PersonalizedThumbnailPipeline.from_pretrained(tmp_path / "p")
+
+
+def test_components_must_agree():
+    p = make_pipeline()
+    with pytest.raises(CheckpointMismatchError, match="cross_attention_dim"):
+        PersonalizedThumbnailPipeline(
+            unet=p.unet, scheduler=p.scheduler, conditioner=make_pipeline(cross=32).conditioner
+        )
+    with pytest.raises(CheckpointMismatchError, match="in_channels"):
+        PersonalizedThumbnailPipeline(unet=p.unet, scheduler=p.scheduler, conditioner=p.conditioner, vae=None)
+
+
+def test_external_encoder_needs_vectors_or_an_encoder():
+    p = make_pipeline(user_encoder="external")
+    p.set_progress_bar_config(disable=True)
+    with pytest.raises(ValueError, match="external user encoder"):
+        run(p, user_history=["a"])
+    table = p.conditioner.item_embeddings.numpy()
+    out = run(p, user_history=["a", "b"], user_encoder=MeanItemEncoder(table), output_type="np")
+    assert out.shape == (1, 8, 8, 3)
+
+
+def test_unet_attention_levels():
+    from genrec.diffusion.models import build_unet
+
+    default = build_unet(block_out_channels=(16, 32, 32), cross_attention_dim=16, attention_head_dim=8)
+    assert default.config.down_block_types == ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+    cheap = build_unet(
+        block_out_channels=(16, 32, 32), cross_attention_dim=16, attention_head_dim=8, first_attention_level=1
+    )
+    assert cheap.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+    assert cheap.config.up_block_types == ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    with pytest.raises(ValueError, match="first_attention_level"):
+        build_unet(block_out_channels=(16, 32), first_attention_level=1)

@@ -1,0 +1,180 @@
+"""Thumbnail training: robust image loading, training pairs, checkpoints and resume, the recipe."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from genrec.data.dataset import Catalog, Item, SequenceDataset
+from genrec.diffusion import PersonalizedThumbnailPipeline, ThumbnailTrainer, ThumbnailTrainingConfig
+from genrec.diffusion.data import PairSampler, hold_out, load_item_images
+from genrec.errors import CheckpointMismatchError
+
+NUM_GOOD = 12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> SequenceDataset:
+    """12 drawn images (one PNG saved as .jpg), one corrupted file, one missing file, one item without."""
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(NUM_GOOD):
+        img = Image.new("RGB", (20, 30), tuple(int(c) for c in rng.integers(0, 255, 3)))
+        ImageDraw.Draw(img).ellipse((2, 2, 15, 20), fill=(255, 255, 0) if i % 2 else (0, 0, 255))
+        path = tmp_path / f"{i}.jpg"
+        img.save(path, format="PNG" if i == 3 else "JPEG")
+        items.append(Item(str(i), f"item {i}", {"categories": ["odd" if i % 2 else "even"]}, str(path)))
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    items.append(Item("corrupt", "corrupt", {}, str(tmp_path / "corrupt.jpg")))
+    items.append(Item("missing", "missing", {}, str(tmp_path / "missing.jpg")))
+    items.append(Item("noimage", "no image", {}, None))
+    seqs = [rng.integers(0, len(items), 8) for _ in range(12)]
+    return SequenceDataset("toy", Catalog(items), [f"u{i}" for i in range(12)], seqs)
+
+
+def tiny_config(output_dir: Path, **overrides) -> ThumbnailTrainingConfig:
+    values = dict(
+        output_dir=str(output_dir),
+        image_size=8,
+        test_user_fraction=0.2,
+        test_item_fraction=0.1,
+        vae_block_out_channels=[8, 16],
+        vae_steps=2,
+        vae_batch_size=4,
+        vae_crop_size=None,
+        unet_block_out_channels=[16, 32],
+        cross_attention_dim=16,
+        attention_head_dim=8,
+        condition_hidden_dim=16,
+        train_steps=4,
+        batch_size=4,
+        save_every=2,
+        sample_every=4,
+        num_sample_users=2,
+        sample_steps=2,
+    )
+    values.update(overrides)
+    return ThumbnailTrainingConfig(**values)
+
+
+def embeddings(dataset: SequenceDataset) -> np.ndarray:
+    emb = np.random.default_rng(1).normal(size=(dataset.num_items, 6)).astype(np.float32)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+def test_bad_images_are_skipped_and_counted(toy, caplog):
+    with caplog.at_level(logging.WARNING, logger="genrec.diffusion.data"):
+        images = load_item_images(toy.catalog, 8, progress=False)
+    assert len(images.indices) == NUM_GOOD  # the PNG named .jpg decodes by content
+    assert sorted(toy.catalog[i].id for i in images.skipped) == ["corrupt", "missing"]
+    assert "2 of 14 item images could not be read" in caplog.text
+    assert images.pixels.shape == (NUM_GOOD, 3, 8, 8) and images.pixels.dtype == torch.uint8
+    assert not images.has_image[[12, 13, 14]].any()
+
+
+def test_pairs_use_training_positions_of_training_users_only(toy):
+    images = load_item_images(toy.catalog, 8, progress=False)
+    holdout = hold_out(toy, 0.25, 0.2, seed=0)
+    sampler = PairSampler(toy, images, holdout, history_max_len=3, seed=0)
+    held_users = set(holdout.test_users.tolist())
+    assert not held_users & set(sampler.users.tolist())
+    train = toy.train_sequences()
+    assert all(0 < t < len(train[u]) for u, t in zip(sampler.users, sampler.positions))
+    histories, targets = sampler.sample(64)
+    assert images.has_image[targets].all() and not np.isin(targets, holdout.test_items).any()
+    assert all(1 <= len(h) <= 3 for h in histories)
+
+
+def test_training_survives_bad_images_and_resume_continues_exactly(toy, tmp_path):
+    emb = embeddings(toy)
+    straight = ThumbnailTrainer(tiny_config(tmp_path / "a"), toy, emb, progress=False)
+    pipe = straight.train()
+    assert isinstance(pipe, PersonalizedThumbnailPipeline)
+    assert len(straight.images.skipped) == 2
+    assert (tmp_path / "a" / "samples" / "step-000004.png").is_file()
+    assert (tmp_path / "a" / "pipeline" / "model_index.json").is_file()
+
+    ThumbnailTrainer(tiny_config(tmp_path / "b", train_steps=2), toy, emb, progress=False).train()
+    resumed = ThumbnailTrainer(tiny_config(tmp_path / "b"), toy, emb, progress=False)
+    resumed.train(resume=True)
+    assert len(resumed.step_times) == 2  # only steps 3 and 4 ran
+    for sub in ("unet", "conditioner"):
+        a = load_file(tmp_path / "a" / "checkpoint-000004" / sub / "diffusion_pytorch_model.safetensors")
+        b = load_file(tmp_path / "b" / "checkpoint-000004" / sub / "diffusion_pytorch_model.safetensors")
+        for name in a:
+            torch.testing.assert_close(a[name], b[name], msg=f"{sub}.{name} differs after resume")
+
+    loaded = PersonalizedThumbnailPipeline.from_pretrained(tmp_path / "a" / "pipeline")
+    loaded.set_progress_bar_config(disable=True)
+    assert len(loaded(user_history=["0", "5"], item="2", num_images=2, num_inference_steps=2).images) == 2
+
+
+def test_resume_with_other_condition_size_fails(toy, tmp_path):
+    emb = embeddings(toy)
+    ThumbnailTrainer(tiny_config(tmp_path, latent=False, train_steps=2), toy, emb, progress=False).train()
+    other = ThumbnailTrainer(
+        tiny_config(tmp_path, latent=False, train_steps=4, num_user_tokens=3), toy, emb, progress=False
+    )
+    with pytest.raises(CheckpointMismatchError, match="num_user_tokens"):
+        other.train(resume=True)
+
+
+def test_config_rejects_unknown_fields():
+    with pytest.raises(ValueError, match="train_stepz"):
+        ThumbnailTrainingConfig.from_dict({"train_stepz": 3})
+
+
+@pytest.mark.slow
+def test_recipe_script_on_synthetic(tmp_path):
+    """The thin script end to end on the synthetic catalog's procedural thumbnails (real MiniLM)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "train_thumbnails", root / "recipes" / "train_thumbnails.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "run"
+    sets = [
+        "data.num_users=30",
+        "data.num_items=32",
+        "data.num_categories=4",
+        f"data.image_dir={tmp_path / 'img'}",
+        "data.image_size=8",
+        f"item_text.cache_dir={tmp_path / 'emb'}",
+        f"training.output_dir={out}",
+        "training.image_size=8",
+        "training.unet_block_out_channels=[16,32]",
+        "training.cross_attention_dim=16",
+        "training.attention_head_dim=8",
+        "training.train_steps=2",
+        "training.batch_size=4",
+        "training.save_every=1",
+        "training.sample_every=2",
+        "training.sample_steps=2",
+    ]
+    args = ["--config", str(root / "recipes" / "thumbnails_synthetic.yaml"), "--threads", "1"]
+    script.main(args + [f"--set={s}" for s in sets])
+    script.main(args + [f"--set={s}" for s in sets[:-4]] + ["--set=training.train_steps=3", "--resume"])
+    assert (out / "checkpoint-000003").is_dir() and (out / "samples" / "step-000002.png").is_file()
+    pipe = PersonalizedThumbnailPipeline.from_pretrained(out / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(
+        user_history=[pipe.conditioner.config.catalog_ids[0]], num_images=2, num_inference_steps=2
+    ).images
+    assert [im.size for im in images] == [(8, 8), (8, 8)]
