@@ -21,7 +21,16 @@ from genrec.utils.io import atomic_write, atomic_write_json
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-_LIBS = ("torch", "transformers", "peft", "trl", "accelerate", "diffusers", "sentence-transformers", "faiss-cpu")
+_LIBS = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "diffusers",
+    "sentence-transformers",
+    "faiss-cpu",
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -46,7 +55,14 @@ def machine() -> dict[str, Any]:
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    """The command as a user would type it from the repo root (``python -m bench.<name> ...``)."""
+    script = Path(sys.argv[0]).resolve()
+    head = (
+        ["python", "-m", f"bench.{script.stem}"]
+        if script.parent == ROOT / "bench"
+        else ["python", sys.argv[0]]
+    )
+    return " ".join(shlex.quote(a) for a in [*head, *sys.argv[1:]])
 
 
 def record(
@@ -79,7 +95,11 @@ def record(
 
 
 def _append_doc(name: str, result: dict[str, Any], summary: str) -> None:
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\nEvery row below comes from a real run.\n"
+    text = (
+        DOC.read_text(encoding="utf-8")
+        if DOC.exists()
+        else "# Benchmarks\n\nEvery row below comes from a real run.\n"
+    )
     block = (
         f"\n## {name} — {result['date']}\n\n"
         f"```\n{result['command']}\n```\n\n"

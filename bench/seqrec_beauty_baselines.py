@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -132,7 +134,8 @@ def main() -> None:
     sas, sas_eval_s, sas_eval_cpu_s = timed_eval(model, test)
     sas_excl, _, _ = timed_eval(model, test, exclude_history=True)
     best = max((h for h in history if "valid_ndcg@10" in h), key=lambda h: h["valid_ndcg@10"])
-    finished = len(history) >= config.epochs or len(history) - best["epoch"] >= config.patience
+    early_stopped = len(history) - best["epoch"] >= config.patience * config.eval_every
+    finished = early_stopped or len(history) >= config.epochs
     plot_history(history, FIGURE)
 
     rows = [
@@ -153,7 +156,13 @@ def main() -> None:
     )
     print(f"test evaluation, all {len(test)} users x {dataset.num_items} items: {sas_eval_s:.1f}s wall")
 
-    status = "ran to early stopping" if finished else "stopped by the time budget (resumable)"
+    status = (
+        "early-stopped"
+        if early_stopped
+        else "reached --epochs"
+        if finished
+        else "stopped by the time budget; rerun the same command to resume"
+    )
     summary = f"""
 Amazon Beauty (P5 split, {dataset.num_users:,} users, {dataset.num_items:,} items), leave-one-out,
 full ranking over all items, **all {len(test):,} test users**, pessimistic ties, history not excluded.
@@ -190,6 +199,7 @@ test evaluation of all {len(test):,} users × {dataset.num_items:,} items {sas_e
             "sasrec_eval_all_users_cpu": sas_eval_cpu_s,
         },
         summary=summary,
+        command="python -m bench.seqrec_beauty_baselines " + shlex.join(sys.argv[1:]),
         extra={
             "sasrec_config": dataclasses.asdict(config),
             "best_epoch": best["epoch"],

@@ -24,8 +24,8 @@ from genrec.baselines import Popularity, SASRecConfig, train_sasrec
 from genrec.data import load_amazon_p5
 from genrec.eval import catalog_coverage, evaluate_recommender, evaluate_topk, valid_item_rate
 from genrec.model.compact import CompactTrainingConfig, train_compact
+from genrec.sid import load_or_build_semantic_ids
 from genrec.utils import configure_threads, read_json, shared_dataset
-from recipes.compact_train import semantic_ids
 
 # TIGER (Rajput et al., NeurIPS 2023), Table 2, Beauty.
 TIGER = {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384}
@@ -55,7 +55,7 @@ def main() -> None:
     walls: dict[str, float] = {}
     t = time.perf_counter()
     dataset = load_amazon_p5(shared_dataset("amazon2014-beauty"))
-    sid = semantic_ids(dataset, work / "sid")
+    sid = load_or_build_semantic_ids(dataset.catalog, work / "sid")
     walls["data_and_sids"] = time.perf_counter() - t
     test = dataset.test_examples()
     rows, results = [], {}

@@ -11,7 +11,9 @@ from pathlib import Path
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: $GENREC_THREADS or all)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: $GENREC_THREADS or all)"
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -85,10 +87,10 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_thumbnails(args: argparse.Namespace) -> int:
+    import torch
+
     from genrec.diffusion import PersonalizedThumbnailPipeline
     from genrec.utils.io import atomic_write
-
-    import torch
 
     pipe = PersonalizedThumbnailPipeline.from_pretrained(args.pipeline_dir)
     generator = torch.Generator().manual_seed(args.seed)

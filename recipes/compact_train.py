@@ -15,21 +15,9 @@ from pathlib import Path
 import yaml
 
 from genrec.data import load_amazon_p5
-from genrec.embed import encode_items
 from genrec.model.compact import CompactTrainingConfig, train_compact
-from genrec.sid import SemanticIDs, build_semantic_ids
+from genrec.sid import load_or_build_semantic_ids
 from genrec.utils import shared_dataset
-
-
-def semantic_ids(dataset, sid_dir: Path, levels: int = 3, codebook_size: int = 256) -> SemanticIDs:
-    """RQ-KMeans SIDs of the catalog text embeddings, built once, then reloaded and checked."""
-    if (sid_dir / "sid_config.json").is_file():
-        return SemanticIDs.from_pretrained(sid_dir, catalog=dataset.catalog)
-    sid = build_semantic_ids(
-        encode_items(dataset.catalog), levels=levels, codebook_size=codebook_size, catalog=dataset.catalog
-    )
-    sid.save_pretrained(sid_dir)
-    return sid
 
 
 def main() -> None:
@@ -44,7 +32,7 @@ def main() -> None:
     if args.output_dir:
         config.output_dir = args.output_dir
     dataset = load_amazon_p5(shared_dataset(args.dataset))
-    sid = semantic_ids(dataset, Path(config.output_dir) / "sid")
+    sid = load_or_build_semantic_ids(dataset.catalog, Path(config.output_dir) / "sid")
     item_tokens = [sid.item_tokens(i) for i in range(len(dataset.catalog))]
     train_compact(dataset, item_tokens, config)
 

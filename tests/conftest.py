@@ -39,3 +39,14 @@ def ml100k_dir() -> Path:
 @pytest.fixture(scope="session")
 def instruments_dir() -> Path:
     return _shared("amazon2014-musical-instruments")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest single-threaded, especially on a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

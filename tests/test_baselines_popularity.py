@@ -61,3 +61,14 @@ def test_errors(dataset):
         pop.recommend([np.array([1])], k=0)
     with pytest.raises(ValueError):
         pop.recommend([np.array([1])], k=7)
+
+
+@pytest.mark.shared_data
+def test_beauty_popularity_uses_only_training_interactions(beauty_dir):
+    from genrec.data import load_amazon_p5
+
+    ds = load_amazon_p5(beauty_dir)
+    pop = Popularity().fit(ds)
+    assert pop.counts.sum() == ds.num_interactions - 2 * ds.num_users  # valid and test items left out
+    m = evaluate_recommender(pop, ds.test_examples(), ks=(10,))
+    assert 0.0 < m["recall@10"] < 0.05  # far below any sequential model, well above zero

@@ -159,3 +159,42 @@ def test_peft_wrapped_model_decodes_like_its_base(model, trie):
     items, scores = constrained_beam_search(wrapped, ids, mask, trie, num_beams=6, num_return=6)
     assert torch.equal(items, base_items)
     torch.testing.assert_close(scores, base_scores)
+
+
+def test_eager_attention_matches_hf_generate(model, trie):
+    """The tree-attention steps pass an additive 4D mask, which eager attention must honour like SDPA."""
+    import copy
+
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    ids, mask = left_padded([7, 12, 4])
+    ours, our_scores = constrained_beam_search(eager, ids, mask, trie, num_beams=8, num_return=8)
+    ref, ref_scores = hf_constrained_generate(eager, ids, mask, trie, num_beams=8, num_return=8)
+    assert torch.equal(ours, ref)
+    torch.testing.assert_close(our_scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_sliding_window_cache_matches_hf_generate(trie):
+    """Sliding-window layers cannot take the tree mask; the per-beam cache path must agree with HF too."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        sliding_window=6,
+        pad_token_id=0,
+    )
+    mistral = MistralForCausalLM(config).eval()
+    with torch.no_grad():
+        mistral.lm_head.weight.mul_(20)
+    ids, mask = left_padded([9, 4, 12])
+    ours, our_scores = constrained_beam_search(mistral, ids, mask, trie, num_beams=6, num_return=6)
+    ref, ref_scores = hf_constrained_generate(mistral, ids, mask, trie, num_beams=6, num_return=6)
+    assert torch.equal(ours, ref)
+    torch.testing.assert_close(our_scores, ref_scores, atol=1e-4, rtol=1e-4)

@@ -16,13 +16,7 @@ from genrec.diffusion.evaluator import (
     train_genre_evaluator,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_roc_auc_known_answers():

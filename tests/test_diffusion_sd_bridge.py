@@ -17,12 +17,7 @@ from genrec.errors import CheckpointMismatchError
 WIDTH, USER_DIM, MAX_LEN = 32, 8, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_tokenizer(tmp_path) -> CLIPTokenizer:

@@ -19,12 +19,7 @@ from genrec.errors import CheckpointMismatchError
 NUM_GOOD = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
@@ -159,7 +154,7 @@ def test_recipe_script_on_synthetic(tmp_path):
         f"item_text.cache_dir={tmp_path / 'emb'}",
         f"training.output_dir={out}",
         "training.image_size=8",
-        "training.unet_block_out_channels=[16,32]",
+        "training.unet_block_out_channels=[16,16,32]",
         "training.cross_attention_dim=16",
         "training.attention_head_dim=8",
         "training.train_steps=2",
@@ -178,3 +173,21 @@ def test_recipe_script_on_synthetic(tmp_path):
         user_history=[pipe.conditioner.config.catalog_ids[0]], num_images=2, num_inference_steps=2
     ).images
     assert [im.size for im in images] == [(8, 8), (8, 8)]
+
+
+def test_sample_schedulers():
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    from genrec.diffusion.trainer import make_sample_scheduler
+
+    cosine = DDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    assert isinstance(make_sample_scheduler(cosine, "ddim"), DDIMScheduler)
+    assert isinstance(make_sample_scheduler(cosine, "ddpm"), DDPMScheduler)
+    assert isinstance(
+        make_sample_scheduler(DDPMScheduler(beta_schedule="scaled_linear"), "dpmsolver"),
+        DPMSolverMultistepScheduler,
+    )
+    with pytest.raises(ValueError, match="unstable"):
+        make_sample_scheduler(cosine, "dpmsolver")
+    with pytest.raises(ValueError, match="sample_scheduler must be"):
+        make_sample_scheduler(cosine, "euler")

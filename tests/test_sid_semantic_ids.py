@@ -158,3 +158,26 @@ def test_cold_start_codes_do_not_clash(sid, catalog):
         sid.extend(["1"], x[:1])
     with pytest.raises(ValueError, match="shape"):
         sid.encode_new(np.zeros((1, 3), dtype=np.float32))
+
+
+def test_load_or_build_builds_once_then_reloads(tmp_path, monkeypatch):
+    import genrec.embed
+    from genrec.sid import load_or_build_semantic_ids
+
+    items = Catalog([Item(str(i), f"item {i}") for i in range(48)])
+    calls = []
+
+    def fake_encode(catalog, model=None):  # stands in for MiniLM: the test is about caching the SIDs
+        calls.append(model)
+        return make_embeddings(len(catalog))
+
+    monkeypatch.setattr(genrec.embed, "encode_items", fake_encode)
+    built = load_or_build_semantic_ids(
+        items, tmp_path / "sid", levels=2, codebook_size=4, show_progress=False
+    )
+    again = load_or_build_semantic_ids(items, tmp_path / "sid")
+    assert len(calls) == 1
+    np.testing.assert_array_equal(built.codes, again.codes)
+    other = Catalog([Item(str(i), f"item {i}") for i in range(1, 49)])
+    with pytest.raises(CheckpointMismatchError):
+        load_or_build_semantic_ids(other, tmp_path / "sid")

@@ -1,10 +1,13 @@
 """Trie-constrained beam search over item token paths for any Hugging Face causal LM.
 
-:func:`constrained_beam_search` encodes each prompt once, then copies its KV cache across the beams, and
-reads each step's allowed tokens from the trie's dense per-depth tables (one gather, no per-beam Python
-callback). :func:`hf_constrained_generate` is the reference path LC-Rec and MiniOneRec use —
-``model.generate`` with ``prefix_allowed_tokens_fn`` — which encodes the prompt once per beam; the tests
-check that both return the same lists.
+:func:`constrained_beam_search` encodes each prompt once and reads each step's allowed tokens from the
+trie's dense per-depth tables (one gather, no per-beam Python callback). Each step feeds all of a prompt's
+beams as extra tokens of that prompt's single cache row, with a 4D mask that lets each token see only the
+prompt and its own ancestors (tree attention), so the prompt's KV cache is never copied per beam. Models
+whose attention cannot take such a mask (sliding-window layers, flash/flex kernels) copy the prompt's
+cache once per beam instead. :func:`hf_constrained_generate` is the reference path LC-Rec and MiniOneRec
+use — ``model.generate`` with ``prefix_allowed_tokens_fn`` — which encodes the prompt once per beam; the
+tests check that both return the same lists.
 """
 
 from __future__ import annotations
@@ -66,6 +69,12 @@ def _expand_cache(cache: DynamicCache, repeats: int, extra: int) -> None:
         cache.layers = [_BeamLayer(layer.keys, layer.values, repeats, extra) for layer in cache.layers]
     else:  # sliding-window or other layer types keep their own semantics
         cache.batch_repeat_interleave(repeats)
+
+
+def _supports_tree_attention(model: PreTrainedModel, cache: DynamicCache) -> bool:
+    """Whether the model takes a custom additive 4D mask (eager/SDPA) over a plain full-attention cache."""
+    attention = getattr(model.config, "_attn_implementation", None)
+    return attention in ("sdpa", "eager") and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 def _forward_params(model: PreTrainedModel) -> set[str]:
@@ -132,9 +141,13 @@ def constrained_beam_search(
     )
     log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B * beams, V)
     vocab = log_probs.shape[-1]
+    tree = _supports_tree_attention(model, cache)
+    mask_dtype = model.dtype
     beams = 1
     node = torch.zeros(batch, 1, dtype=torch.long, device=device)
     score = torch.zeros(batch, 1, device=device)
+    path = torch.zeros(batch, 1, 0, dtype=torch.long, device=device)  # cache column of each beam's tokens
+    kv_len = input_ids.shape[1]
     for d in range(trie.depth):
         cand_tokens = trie.child_tokens[d][node]  # (B, beams, C)
         cand_nodes = trie.child_nodes[d][node]
@@ -149,27 +162,47 @@ def constrained_beam_search(
         node = cand_nodes.view(batch, -1).gather(1, flat).clamp(min=0)
         if d == trie.depth - 1:
             break
-        rows = (parent + torch.arange(batch, device=device).unsqueeze(1) * beams).view(-1)
-        if beams == 1:
-            _expand_cache(cache, new_beams, trie.depth - 1)  # the prompt is encoded once, copied per beam
+        position_ids = (prompt_len + d).unsqueeze(1).expand(batch, new_beams)
+        if tree:
+            # Tree attention: every beam's token is appended to its prompt's single cache row, and a 4D
+            # mask lets it see only the prompt and its own ancestors, so no KV is ever copied per beam.
+            path = torch.cat(
+                [
+                    path.gather(1, parent.unsqueeze(-1).expand(-1, -1, d)),
+                    (kv_len + torch.arange(new_beams, device=device)).view(1, -1, 1).expand(batch, -1, 1),
+                ],
+                dim=-1,
+            )
+            kv_len += new_beams
+            seen = torch.zeros(batch, new_beams, kv_len, dtype=torch.bool, device=device)
+            seen[..., : input_ids.shape[1]] = attention_mask.bool().unsqueeze(1)
+            seen.scatter_(-1, path, True)
+            step_mask = torch.zeros(seen.shape, dtype=mask_dtype, device=device)
+            step_mask = step_mask.masked_fill(~seen, torch.finfo(mask_dtype).min).unsqueeze(1)
+            step_ids = token
         else:
-            cache.reorder_cache(rows)
+            rows = (parent + torch.arange(batch, device=device).unsqueeze(1) * beams).view(-1)
+            if beams == 1:
+                _expand_cache(cache, new_beams, trie.depth - 1)  # the prompt is encoded once, copied per beam
+            else:
+                cache.reorder_cache(rows)
+            step_mask = torch.cat(
+                [
+                    attention_mask.repeat_interleave(new_beams, 0),
+                    torch.ones(batch * new_beams, d + 1, dtype=torch.long, device=device),
+                ],
+                dim=1,
+            )
+            step_ids, position_ids = token.view(-1, 1), position_ids.reshape(-1, 1)
         beams = new_beams
-        step_mask = torch.cat(
-            [
-                attention_mask.repeat_interleave(beams, 0),
-                torch.ones(batch * beams, d + 1, dtype=torch.long, device=device),
-            ],
-            dim=1,
-        )
         out = model(
-            input_ids=token.view(-1, 1),
+            input_ids=step_ids,
             attention_mask=step_mask,
-            position_ids=(prompt_len + d).repeat_interleave(beams).unsqueeze(1),
+            position_ids=position_ids,
             use_cache=True,
             **cache_kwargs,
         )
-        log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        log_probs = torch.log_softmax(out.logits.float(), dim=-1)
     items = trie.leaf_items[node[:, :num_return]]
     return items, score[:, :num_return]
 

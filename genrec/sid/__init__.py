@@ -9,7 +9,7 @@ Usage:
     sid.encode_new(new_item_embeddings)                         # cold start, no retraining
 """
 
-from genrec.sid.builder import build_semantic_ids
+from genrec.sid.builder import build_semantic_ids, load_or_build_semantic_ids
 from genrec.sid.collisions import balanced_last_level, dedup_index
 from genrec.sid.diagnostics import code_diagnostics, level_usage
 from genrec.sid.quantizer import ResidualQuantizer
@@ -20,6 +20,7 @@ from genrec.sid.semantic_ids import SemanticIDs
 __all__ = [
     "SemanticIDs",
     "build_semantic_ids",
+    "load_or_build_semantic_ids",
     "ResidualQuantizer",
     "ResidualKMeans",
     "RQKMeansConfig",

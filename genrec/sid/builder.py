@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from genrec.sid.collisions import dedup_index
 from genrec.sid.diagnostics import code_diagnostics, dedup_distribution
 from genrec.sid.rqkmeans import ResidualKMeans, RQKMeansConfig
 from genrec.sid.rqvae import RQVAE, RQVAEConfig
-from genrec.sid.semantic_ids import SemanticIDs
+from genrec.sid.semantic_ids import CONFIG_NAME, SemanticIDs
 from genrec.utils.runtime import get_logger
 
 logger = get_logger(__name__)
@@ -109,3 +110,21 @@ def build_semantic_ids(
         diagnostics=diagnostics,
         build_config=build_config,
     )
+
+
+def load_or_build_semantic_ids(
+    catalog: Catalog,
+    folder: str | Path,
+    embed_model: str | None = None,
+    **build_kwargs: Any,
+) -> SemanticIDs:
+    """Semantic IDs saved in ``folder`` (checked against ``catalog``); built from item-text embeddings
+    and saved there on first use. ``build_kwargs`` go to :func:`build_semantic_ids`."""
+    from genrec.embed import encode_items
+
+    folder = Path(folder)
+    if (folder / CONFIG_NAME).is_file():
+        return SemanticIDs.from_pretrained(folder, catalog=catalog)
+    sid = build_semantic_ids(encode_items(catalog, model=embed_model), catalog=catalog, **build_kwargs)
+    sid.save_pretrained(folder)
+    return sid
