@@ -77,9 +77,11 @@ def _cmd_sasrec(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
+    from genrec.data import load_dataset
     from genrec.model import GenerativeRecommender
 
-    rec = GenerativeRecommender.from_pretrained(args.model_dir)
+    catalog = load_dataset(args.dataset).catalog if args.dataset else None  # default: the saved catalog
+    rec = GenerativeRecommender.from_pretrained(args.model_dir, catalog)
     result = rec.generate([args.history], num_items=args.num_items, num_beams=args.num_beams)[0]
     for rank, (item_id, title, score) in enumerate(zip(result.item_ids, result.titles, result.scores), 1):
         print(f"{rank:>2}. {item_id:<12} {score:8.3f}  {title}")
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("history", nargs="*", help="item ids or titles, oldest first (empty: cold start)")
     p.add_argument("--num-items", type=int, default=10)
     p.add_argument("--num-beams", type=int, default=20)
+    p.add_argument("--dataset", help="check the model against this dataset's catalog (default: saved one)")
     p.set_defaults(func=_cmd_recommend)
 
     p = sub.add_parser("thumbnails", help="generate personalized thumbnails with a saved pipeline")

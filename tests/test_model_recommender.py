@@ -82,6 +82,10 @@ def test_save_load_round_trip(setup, tmp_path):
     for x, y in zip(a, b):
         assert x.indices.tolist() == y.indices.tolist()
         np.testing.assert_allclose(x.scores, y.scores, rtol=1e-5, atol=1e-5)
+    # The folder is self-contained: without a catalog, the saved one is used.
+    standalone = GenerativeRecommender.from_pretrained(folder)
+    assert standalone.catalog.ids == ds.catalog.ids
+    assert standalone.generate([0, 3, 5], num_items=6).indices.tolist() == a[0].indices.tolist()
     # The adapter is standard peft: it loads onto the base resized to the saved tokenizer.
     tok = AutoTokenizer.from_pretrained(folder)
     base = AutoModelForCausalLM.from_pretrained(path)

@@ -11,7 +11,7 @@ from typing import Any
 
 from genrec.data.amazon import Review, load_amazon_p5, load_amazon_reviews, load_reviews, read_amazon_meta
 from genrec.data.dataset import Catalog, Item, SequenceDataset, SplitExamples, build_dataset
-from genrec.data.generic import load_generic, read_items_jsonl
+from genrec.data.generic import load_generic, read_items_jsonl, write_items_jsonl
 from genrec.data.movielens import (
     load_movielens_1m,
     load_movielens_100k,
@@ -111,4 +111,5 @@ __all__ = [
     "read_amazon_meta",
     "read_items_jsonl",
     "read_movies_dat",
+    "write_items_jsonl",
 ]

@@ -8,6 +8,8 @@ goes to ``Item.fields``. Relative image paths are resolved against the items fil
 from __future__ import annotations
 
 import csv
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,20 @@ def read_items_jsonl(path: str | Path) -> dict[str, Item]:
     if missing_images:
         logger.warning("%s: %d image paths do not exist; those items have no image", path, missing_images)
     return items
+
+
+def write_items_jsonl(items: Iterable[Item], path: str | Path) -> Path:
+    """Inverse of :func:`read_items_jsonl`: one JSON object per item (id, title, fields, image)."""
+    from genrec.utils.io import atomic_write
+
+    path = Path(path)
+    with atomic_write(path) as fh:
+        for item in items:
+            record = {"id": item.id, "title": item.title, **item.fields}
+            if item.image:
+                record["image"] = item.image
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    return path
 
 
 def _iter_table(path: Path, columns: tuple[str, ...]):

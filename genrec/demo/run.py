@@ -176,6 +176,7 @@ def _generative_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Repo
     item_tokens = [sid.item_tokens(i) for i in range(ds.num_items)]
     compact = train_compact(ds, item_tokens, train_cfg)
     rec = GenerativeRecommender.from_compact(compact, ds.catalog, sid)
+    rec.save_pretrained(config.output_dir / "recommender")
     test = ds.test_examples()
     top, _ = rec.recommend(test.histories, k=10, num_beams=20, batch_size=64)
     metrics = evaluate_topk(top, test.targets, ks=KS)
@@ -196,7 +197,9 @@ def _generative_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Repo
         f"A compact Llama ({compact.num_parameters() / 1e6:.2f}M parameters) trained from scratch on whole "
         f"user sequences of semantic-ID tokens, decoded by trie-constrained beam search (beam 20), so every "
         f"recommendation is a real catalog item.\n\nUser {test.users[0]} recently bought: {recent}.\n\n"
-        f"`rec.generate(history, num_items=5)`:\n\n{listing}",
+        f"`rec.generate(history, num_items=5)`:\n\n{listing}\n\n"
+        f"Saved to `recommender/`: `genrec recommend {config.output_dir / 'recommender'} "
+        f"{' '.join(history)}`.",
     )
     return {"Generative (compact)": metrics}
 

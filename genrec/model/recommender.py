@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from genrec.data.dataset import Catalog
+from genrec.data.generic import read_items_jsonl, write_items_jsonl
 from genrec.errors import CheckpointMismatchError, TemplateError, UnknownItemError
 from genrec.model.adapters import LoraSettings, apply_lora
 from genrec.model.loading import load_base_model
@@ -36,6 +38,7 @@ from genrec.utils import atomic_write, atomic_write_json, get_logger, read_json
 logger = get_logger(__name__)
 
 CONFIG_NAME = "genrec_config.json"
+CATALOG_NAME = "catalog.jsonl"
 FORMAT_VERSION = 1
 
 
@@ -337,6 +340,7 @@ class GenerativeRecommender:
             self.model.save_pretrained(directory / "model")
             self.tokenizer.save_pretrained(directory / "model")
         self.sid.save_pretrained(directory / "semantic_ids")
+        write_items_jsonl(self.catalog, directory / CATALOG_NAME)  # makes the folder self-contained
         prompts = directory / "prompts"
         prompts.mkdir(exist_ok=True)
         for template in self.templates.values():
@@ -348,9 +352,9 @@ class GenerativeRecommender:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, catalog: Any, device: str | torch.device | None = None
+        cls, directory: str | Path, catalog: Any = None, device: str | torch.device | None = None
     ) -> GenerativeRecommender:
-        """Restore a saved recommender for ``catalog``.
+        """Restore a saved recommender, for ``catalog`` or (by default) the catalog saved with it.
 
         A different catalog, SID map or SID token ids raise :class:`CheckpointMismatchError`.
         """
@@ -360,6 +364,11 @@ class GenerativeRecommender:
         path = directory / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a saved GenerativeRecommender folder")
+        if catalog is None:
+            items_path = directory / CATALOG_NAME
+            if not items_path.is_file():
+                raise FileNotFoundError(f"{items_path} not found: pass the catalog the model was trained on")
+            catalog = Catalog(read_items_jsonl(items_path).values(), source=str(items_path))
         config = read_json(path)
         if config.get("format") != "genrec-generative-recommender" or config.get("version") != FORMAT_VERSION:
             raise CheckpointMismatchError(
