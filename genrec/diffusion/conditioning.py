@@ -129,34 +129,33 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
         """``(B, num_tokens, cross_attention_dim)``; ``drop_*`` are boolean masks (True = use null tokens)."""
         cfg = self.config
         b = batch_size or next(t.shape[0] for t in (user, item) if t is not None)
-        null_user = self.null_user.unsqueeze(0).expand(b, -1, -1)
-        if user is None:
-            tokens = null_user
-        else:
-            if user.shape[-1] != cfg.user_dim:
-                raise CheckpointMismatchError(
-                    f"user embedding has size {user.shape[-1]}, "
-                    f"this conditioner was trained on {cfg.user_dim}"
-                )
-            tokens = self.user_proj(user.to(self.dtype)).view(b, cfg.num_user_tokens, -1)
-            if drop_user is not None:
-                tokens = torch.where(drop_user.view(b, 1, 1), null_user, tokens)
-        parts = [tokens]
+        parts = [self._tokens("user", user, cfg.user_dim, self.user_proj, self.null_user, drop_user, b)]
         if self.uses_item:
-            null_item = self.null_item.unsqueeze(0).expand(b, -1, -1)
-            if item is None:
-                item_tokens = null_item
-            else:
-                if item.shape[-1] != cfg.item_dim:
-                    raise CheckpointMismatchError(
-                        f"item embedding has size {item.shape[-1]}, "
-                        f"this conditioner was trained on {cfg.item_dim}"
-                    )
-                item_tokens = self.item_proj(item.to(self.dtype)).view(b, cfg.num_item_tokens, -1)
-                if drop_item is not None:
-                    item_tokens = torch.where(drop_item.view(b, 1, 1), null_item, item_tokens)
-            parts.append(item_tokens)
+            parts.append(
+                self._tokens("item", item, cfg.item_dim, self.item_proj, self.null_item, drop_item, b)
+            )
         return self.norm(torch.cat(parts, dim=1) + self.slot_embedding)
+
+    def _tokens(
+        self,
+        name: str,
+        x: torch.Tensor | None,
+        dim: int,
+        proj: torch.nn.Module,
+        null: torch.Tensor,
+        drop: torch.Tensor | None,
+        b: int,
+    ) -> torch.Tensor:
+        """One condition's tokens ``(b, n, d)``: projected, or learned null tokens where absent/dropped."""
+        null = null.unsqueeze(0).expand(b, -1, -1)
+        if x is None:
+            return null
+        if x.shape[-1] != dim:
+            raise CheckpointMismatchError(
+                f"{name} embedding has size {x.shape[-1]}, this conditioner was trained on {dim}"
+            )
+        tokens = proj(x.to(self.dtype)).view(b, null.shape[1], -1)
+        return tokens if drop is None else torch.where(drop.view(b, 1, 1), null, tokens)
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
