@@ -157,3 +157,32 @@ def test_rqvae_learns_and_keeps_clusters_apart():
     assert evaluated[q.kept_epoch] == min(evaluated.values())  # the best checkpoint is the one kept
     assert same_partition(q.encode(x)[:, 0], labels)
     assert q.reconstruct(x).shape == x.shape
+
+
+def test_rqvae_resume_continues_where_an_interrupted_run_stopped(tmp_path, monkeypatch):
+    import genrec.sid.rqvae as rqvae
+    from genrec.errors import CheckpointMismatchError
+
+    x, _ = clusters(n_clusters=4, per=32, spread=0.05, dim=8)
+    base = dict(
+        levels=2, codebook_size=4, hidden_dims=[32], latent_dim=4, batch_size=64, lr=3e-3, eval_every=2
+    )
+    straight = RQVAE.fit(x, RQVAEConfig(epochs=6, **base), show_progress=False)
+    ckpt = str(tmp_path / "ckpt")
+    save = rqvae._save_checkpoint
+
+    def save_then_die(path, config, epoch, *args):
+        save(path, config, epoch, *args)
+        if epoch == 2:
+            raise KeyboardInterrupt  # killed right after the third epoch's checkpoint
+
+    monkeypatch.setattr(rqvae, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        RQVAE.fit(x, RQVAEConfig(epochs=6, checkpoint_dir=ckpt, **base), show_progress=False)
+    monkeypatch.setattr(rqvae, "_save_checkpoint", save)
+    resumed = RQVAE.fit(x, RQVAEConfig(epochs=6, checkpoint_dir=ckpt, **base), show_progress=False)
+    assert [h["epoch"] for h in resumed.history] == list(range(6))
+    assert resumed.kept_epoch == straight.kept_epoch
+    np.testing.assert_array_equal(resumed.encode(x), straight.encode(x))
+    with pytest.raises(CheckpointMismatchError, match="lr"):
+        RQVAE.fit(x, RQVAEConfig(epochs=6, checkpoint_dir=ckpt, **{**base, "lr": 1e-2}), show_progress=False)
