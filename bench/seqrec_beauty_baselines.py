@@ -39,7 +39,7 @@ COLUMNS = ["model", "recall@5", "recall@10", "ndcg@5", "ndcg@10"]
 def parse_args() -> argparse.Namespace:
     d = SASRecConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output-dir", type=Path, default=Path("/tmp/genrec_runs/sasrec_beauty"))
+    p.add_argument("--output-dir", type=Path, default=Path("runs/seqrec_beauty_baselines/sasrec"))
     p.add_argument("--hidden", type=int, default=d.hidden)
     p.add_argument("--layers", type=int, default=d.layers)
     p.add_argument("--heads", type=int, default=d.heads)

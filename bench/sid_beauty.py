@@ -94,9 +94,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch/faiss threads (default $GENREC_THREADS)"
     )
-    parser.add_argument("--cache-dir", default="/tmp/genrec-bench-sid/embeddings", help="dedicated cache")
+    parser.add_argument("--cache-dir", default="runs/sid_beauty/embeddings", help="dedicated cache")
     parser.add_argument("--rqvae-epochs", type=int, default=40)
-    parser.add_argument("--save-dir", default="/tmp/genrec-bench-sid", help="where the built IDs are saved")
+    parser.add_argument("--save-dir", default="runs/sid_beauty", help="where the built IDs are saved")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -47,7 +47,7 @@ logger = logging.getLogger("bench.thumbnails_ml1m")
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--work-dir", default="/tmp/genrec_thumbnails_ml1m", help="checkpoints, caches, training grids"
+        "--work-dir", default="runs/thumbnails_ml1m", help="checkpoints, caches, training grids"
     )
     p.add_argument("--vae-steps", type=int, default=300)
     p.add_argument("--unet-steps", type=int, default=1250)
