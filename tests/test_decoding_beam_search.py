@@ -10,25 +10,29 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from genrec.decoding import ItemTrie, constrained_beam_search, hf_constrained_generate
 
 VOCAB = 64
+TINY = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    pad_token_id=0,
+)
+
+
+def tiny_model(model_cls, config):
+    torch.manual_seed(0)
+    model = model_cls(config).eval()
+    with torch.no_grad():  # sharper distributions than the default init, so rankings are not near-ties
+        model.lm_head.weight.mul_(20)
+    return model
 
 
 @pytest.fixture(scope="module")
 def model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # sharper distributions than the default init, so rankings are not near-ties
-        model.lm_head.weight.mul_(20)
-    return model
+    return tiny_model(LlamaForCausalLM, LlamaConfig(**TINY))
 
 
 @pytest.fixture(scope="module")
@@ -178,21 +182,7 @@ def test_sliding_window_cache_matches_hf_generate(trie):
     """Sliding-window layers cannot take the tree mask; the per-beam cache path must agree with HF too."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    torch.manual_seed(0)
-    config = MistralConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        sliding_window=6,
-        pad_token_id=0,
-    )
-    mistral = MistralForCausalLM(config).eval()
-    with torch.no_grad():
-        mistral.lm_head.weight.mul_(20)
+    mistral = tiny_model(MistralForCausalLM, MistralConfig(**TINY, sliding_window=6))
     ids, mask = left_padded([9, 4, 12])
     ours, our_scores = constrained_beam_search(mistral, ids, mask, trie, num_beams=6, num_return=6)
     ref, ref_scores = hf_constrained_generate(mistral, ids, mask, trie, num_beams=6, num_return=6)

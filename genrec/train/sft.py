@@ -44,28 +44,21 @@ def load_or_build_sid(recipe: SFTRecipe, catalog: Any) -> Any:
     """``sid.path`` if given; else built once from item-text embeddings into ``output_dir/semantic_ids``."""
     from accelerate import PartialState
 
-    from genrec.sid import SemanticIDs, build_semantic_ids
+    from genrec.sid import SemanticIDs, load_or_build_semantic_ids
 
     if recipe.sid.path is not None:
         return SemanticIDs.from_pretrained(recipe.sid.path, catalog=catalog)
-    cached = Path(recipe.train.output_dir) / "semantic_ids"
+    # The main process builds and saves; the others then load what it saved.
     with PartialState().main_process_first():
-        if (cached / "sid_config.json").is_file():
-            return SemanticIDs.from_pretrained(cached, catalog=catalog)
-        from genrec.embed import encode_items
-
-        embeddings = encode_items(catalog, model=recipe.sid.embed_model)
-        sid = build_semantic_ids(
-            embeddings,
+        return load_or_build_semantic_ids(
+            catalog,
+            Path(recipe.train.output_dir) / "semantic_ids",
+            embed_model=recipe.sid.embed_model,
             method=recipe.sid.method,
             levels=recipe.sid.levels,
             codebook_size=recipe.sid.codebook_size,
             seed=recipe.sid.seed,
-            catalog=catalog,
         )
-        if PartialState().is_main_process:
-            sid.save_pretrained(cached)
-        return sid
 
 
 def sft_config(recipe: SFTRecipe, has_eval: bool) -> Any:
