@@ -8,6 +8,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from genrec.decoding import ItemTrie, constrained_beam_search, hf_constrained_generate
+from genrec.decoding.beam_search import _length_groups
 
 VOCAB = 64
 TINY = dict(
@@ -110,6 +111,29 @@ def test_batch_with_left_padding_equals_one_at_a_time(model, trie):
         )
         assert torch.equal(items[i], alone[0])
         torch.testing.assert_close(scores[i], alone_scores[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("max_padding", [0.0, 0.3, 1.0])
+def test_length_grouped_prefill_equals_one_padded_batch(model, trie, max_padding):
+    """Encoding prompts in length groups (and merging their caches) changes cost, never results."""
+    ids, mask = left_padded([3, 14, 6, 13, 9])
+    items, scores = constrained_beam_search(model, ids, mask, trie, num_beams=10, max_padding=max_padding)
+    ref, ref_scores = hf_constrained_generate(model, ids, mask, trie, num_beams=10)
+    assert torch.equal(items, ref)
+    torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "lengths,max_padding,groups",
+    [
+        ([5, 5, 5], 0.0, [[0, 1, 2]]),
+        ([3, 10, 6], 0.0, [[1], [2], [0]]),
+        ([10, 9, 2], 0.1, [[0, 1], [2]]),  # {10, 9}: 5% padding; adding 2 would pad 30%
+        ([10, 9, 2], 1.0, [[0, 1, 2]]),
+    ],
+)
+def test_length_groups(lengths, max_padding, groups):
+    assert _length_groups(lengths, max_padding) == groups
 
 
 def test_tiny_catalog_wider_beam(model):

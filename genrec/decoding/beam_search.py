@@ -88,6 +88,81 @@ def _cache_kwargs(params: set[str], cache: DynamicCache) -> dict:
     return {"cache": cache} if "cache" in params else {"past_key_values": cache}
 
 
+def _length_groups(lengths: list[int], max_padding: float) -> list[list[int]]:
+    """Rows grouped by prompt length (longest first) so each group's padded share is <= ``max_padding``."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        # rows arrive longest first, so the group's width is its first row's length
+        if (
+            group
+            and 1 - (sum(lengths[j] for j in group) + lengths[i]) / (lengths[group[0]] * (len(group) + 1))
+            <= max_padding
+        ):
+            group.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _prefill(
+    model: PreTrainedModel,
+    params: set[str],
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_padding: float,
+) -> tuple[torch.Tensor, DynamicCache]:
+    """Encode the prompts once: last-position logits ``(B, V)`` and a left-padded ``(B, ..., T, ...)`` cache.
+
+    Prompts of very different lengths are encoded in length groups, each trimmed to its own width, and
+    their KV states are placed into one left-padded cache; padded slots stay masked in every later step.
+    Caches with non-plain layers (sliding windows) take the single padded batch.
+    """
+    trim = {"logits_to_keep": 1} if "logits_to_keep" in params else {}  # only the last position matters
+
+    def encode(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, DynamicCache]:
+        cache = DynamicCache(config=model.config)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            **_cache_kwargs(params, cache),
+            **trim,
+        )
+        return out.logits[:, -1], cache
+
+    lengths = attention_mask.sum(-1).tolist()
+    groups = _length_groups(lengths, max_padding)
+    plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+    if len(groups) == 1 or not plain:
+        return encode(input_ids, attention_mask)
+    batch, width = input_ids.shape
+    logits, merged = None, DynamicCache(config=model.config)
+    full: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for rows in groups:
+        group_width = max(lengths[i] for i in rows)
+        index = torch.tensor(rows, device=input_ids.device)
+        group_logits, cache = encode(input_ids[index, -group_width:], attention_mask[index, -group_width:])
+        if logits is None:
+            logits = group_logits.new_empty(batch, group_logits.shape[-1])
+            full = [
+                (
+                    layer.keys.new_zeros(batch, *layer.keys.shape[1:2], width, layer.keys.shape[-1]),
+                    layer.values.new_zeros(batch, *layer.values.shape[1:2], width, layer.values.shape[-1]),
+                )
+                for layer in cache.layers
+            ]
+        logits[index] = group_logits
+        for (keys, values), layer in zip(full, cache.layers):
+            keys[index, :, width - group_width :] = layer.keys
+            values[index, :, width - group_width :] = layer.values
+    for layer_idx, (keys, values) in enumerate(full):
+        merged.update(keys, values, layer_idx)
+    return logits, merged
+
+
 def _check_widths(trie: ItemTrie, num_beams: int, num_return: int) -> None:
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
@@ -105,6 +180,7 @@ def constrained_beam_search(
     trie: ItemTrie,
     num_beams: int = 10,
     num_return: int | None = None,
+    max_padding: float = 0.05,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``num_return`` items per prompt by summed token log-probability, best first.
 
@@ -112,6 +188,8 @@ def constrained_beam_search(
     both ``(B, num_return)``; every index is a catalog item and no item repeats within a row. Beams whose
     prefix has fewer valid continuations than ``num_beams`` simply keep fewer live beams, so a beam wider
     than the catalog is fine as long as ``num_return`` does not exceed the number of items.
+    The prompts are encoded in groups of similar length so that at most ``max_padding`` of each group's
+    prefill tokens are padding (1.0 = one padded batch, as before).
     """
     num_return = num_beams if num_return is None else num_return
     _check_widths(trie, num_beams, num_return)
@@ -126,20 +204,10 @@ def constrained_beam_search(
     batch = input_ids.shape[0]
     attention_mask = attention_mask.long()
     prompt_len = attention_mask.sum(-1)  # real tokens per prompt; generated token d sits at position len + d
-    cache = DynamicCache(config=model.config)
     params = _forward_params(model)
+    last_logits, cache = _prefill(model, params, input_ids, attention_mask, max_padding)
     cache_kwargs = _cache_kwargs(params, cache)
-    # Only the last prompt position's logits are needed; models that cannot trim them still work.
-    trim = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
-        use_cache=True,
-        **cache_kwargs,
-        **trim,
-    )
-    log_probs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B * beams, V)
+    log_probs = torch.log_softmax(last_logits.float(), dim=-1)  # (B * beams, V)
     vocab = log_probs.shape[-1]
     tree = _supports_tree_attention(model, cache)
     mask_dtype = model.dtype
