@@ -3,9 +3,11 @@
 All four train on the SAME random subset of Amazon Beauty users (full 12,101-item catalog, leave-one-out on
 each user's sequence) and are tested on the same test users with full-catalog ranking. The LLM trains
 with ``recipes/beauty_smollm2_lora.yaml`` for a fixed wall-clock budget; the full-data GPU recipe
-(``recipes/beauty_smollm2_qlora_gpu.yaml``) is not run here.
+(``recipes/beauty_smollm2_qlora_gpu.yaml``) is not run here. Before training, the untrained LLM is scored
+twice (step 0): with SID token rows initialised from their items' titles (the default) and from the
+vocabulary mean, which shows what the text initialisation gives before any gradient step.
 
-    nice -n 5 python -m bench.seqrec_beauty_llm --users 1000 --test-users 300 --train-minutes 20
+    GENREC_THREADS=1 python -m bench.seqrec_beauty_llm --users 3000 --test-users 500 --train-minutes 25
 
 Re-running resumes every model from ``--work-dir``.
 """
@@ -26,13 +28,16 @@ from bench.common import markdown_table, record
 from genrec.baselines import Popularity, SASRecConfig, train_sasrec
 from genrec.data import load_amazon_p5
 from genrec.eval import catalog_coverage, evaluate_topk, valid_item_rate
+from genrec.model import GenerativeRecommender
 from genrec.model.compact import CompactTrainingConfig, train_compact
+from genrec.prompts import load_templates
 from genrec.train import SFTRecipe, load_or_build_sid, train_sft
 from genrec.utils import configure_threads, read_json, shared_dataset
 
 NAME = "seqrec_beauty_llm"
 KS = (5, 10)
 OURS = "SmolLM2-135M + LoRA (ours)"
+STEP0 = {"mean": "vocabulary mean", "text": "item titles"}
 
 
 class TimeBudget(TrainerCallback):
@@ -78,9 +83,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="recipes/beauty_smollm2_lora.yaml")
     p.add_argument("--work-dir", type=Path, default=Path("runs/seqrec_beauty_llm"))
-    p.add_argument("--users", type=int, default=1000, help="random Beauty users to train and test on")
-    p.add_argument("--test-users", type=int, default=300, help="first N subset users tested (all models)")
-    p.add_argument("--train-minutes", type=float, default=20.0, help="LLM training wall budget")
+    p.add_argument("--users", type=int, default=3000, help="random Beauty users to train and test on")
+    p.add_argument("--test-users", type=int, default=500, help="first N subset users tested (all models)")
+    p.add_argument("--train-minutes", type=float, default=25.0, help="LLM training wall budget")
     p.add_argument("--compact-minutes", type=float, default=5.0)
     p.add_argument("--sasrec-minutes", type=float, default=3.0)
     p.add_argument("--beams", type=int, default=10)
@@ -120,6 +125,31 @@ def main() -> None:
     pop_top, _ = Popularity().fit(dataset).recommend(histories, 10)
     score("Popularity", pop_top)
 
+    def llm_top(rec) -> np.ndarray:
+        return np.concatenate(
+            [
+                rec.recommend(histories[s : s + 16], k=10, num_beams=args.beams, batch_size=16)[0]
+                for s in tqdm(range(0, len(histories), 16), desc="LLM decode")
+            ]
+        )
+
+    templates = load_templates(recipe.data.prompt_dir, names=[recipe.data.recommend_task])
+    for sid_init in ("mean", "text"):
+        t = time.perf_counter()
+        untrained = GenerativeRecommender.build(
+            dataset.catalog,
+            sid,
+            base_model=recipe.model.base_model,
+            lora=recipe.lora,
+            templates=templates,
+            task=recipe.data.recommend_task,
+            max_history=recipe.data.max_history,
+            sid_init=sid_init,
+        )
+        score(f"SmolLM2 untrained, SID rows from {STEP0[sid_init]}", llm_top(untrained))
+        walls[f"llm_step0_{sid_init}"] = time.perf_counter() - t
+        del untrained
+
     t = time.perf_counter()
     rec = train_sft(recipe, resume=True, dataset=dataset, sid=sid, callbacks=[TimeBudget(args.train_minutes)])
     walls["llm_train"] = time.perf_counter() - t
@@ -130,12 +160,7 @@ def main() -> None:
         )[-1]
     )
     t = time.perf_counter()
-    top = np.concatenate(
-        [
-            rec.recommend(histories[s : s + 16], k=10, num_beams=args.beams, batch_size=16)[0]
-            for s in tqdm(range(0, len(histories), 16), desc="LLM decode")
-        ]
-    )
+    top = llm_top(rec)
     walls["llm_test"] = time.perf_counter() - t
     t = time.perf_counter()
     free_rate = free_generation_valid_rate(rec, histories)
@@ -188,6 +213,8 @@ def main() -> None:
         f"{len(sid.codebook_sizes)}-token RQ-KMeans SIDs, trie-constrained beam {args.beams}. Shared CPU, "
         f"{threads} threads. The full-data GPU recipe (`recipes/beauty_smollm2_qlora_gpu.yaml`) was NOT run "
         f"(no GPU in this session).\n\n{markdown_table(rows, columns)}\n"
+        f"The two 'untrained' rows are the LLM at step 0 (LoRA and SID rows fresh), differing only in how "
+        f"the new SID token rows start. "
         f"Free (unconstrained greedy) generation gives a real item for {100 * free_rate:.1f}% of test users; "
         f"constrained decoding for 100% by construction. "
         f"LLM / SASRec: R@10 x{ratios['SASRec']['recall@10']:.2f}; "

@@ -139,3 +139,9 @@ def test_full_finetune_saves_the_whole_model(setup, tmp_path):
         loaded.generate([2, 4], num_items=4).indices.tolist()
         == rec.generate([2, 4], num_items=4).indices.tolist()
     )
+
+
+def test_unknown_sid_init_is_rejected(setup):
+    ds = setup[0]
+    with pytest.raises(ValueError, match="sid_init"):
+        GenerativeRecommender.build(ds.catalog, tiny_sid(ds.catalog), sid_init="random")

@@ -126,19 +126,23 @@ class GenerativeRecommender:
         model: Any = None,
         tokenizer: Any = None,
         full_finetune: bool = False,
+        sid_init: str = "text",
     ) -> GenerativeRecommender:
         """Load the base LM (default SmolLM2-135M-Instruct), add SID tokens, wrap it in LoRA.
 
         ``lora`` defaults to :class:`LoraSettings` (``full_finetune=True`` trains every weight instead).
         Pass ``model``/``tokenizer`` to wrap an already loaded LM (``base_model`` then names where its
-        weights can be reloaded from, which saving an adapter needs).
+        weights can be reloaded from, which saving an adapter needs). ``sid_init``: new SID token rows
+        start from their items' title words (``"text"``) or from the vocabulary mean (``"mean"``).
         """
+        if sid_init not in ("text", "mean"):
+            raise ValueError(f"sid_init must be 'text' or 'mean', got {sid_init!r}")
         spec = base_model
         if model is None:
             model, tokenizer, spec = load_base_model(base_model, gguf_file, quantization, dtype)
         elif tokenizer is None:
             raise ValueError("pass the tokenizer together with the model")
-        add_sid_tokens(tokenizer, model, sid)
+        add_sid_tokens(tokenizer, model, sid, item_texts=catalog.titles if sid_init == "text" else None)
         lora = None if full_finetune else (lora or LoraSettings())
         if lora is not None:
             model = apply_lora(model, sid_vocab_ids(tokenizer, sid), lora, quantized=quantization is not None)

@@ -33,6 +33,7 @@ class ModelArgs:
     quantization: str | None = None  # "nf4" = QLoRA
     dtype: str = "float32"
     use_lora: bool = True
+    sid_init: str = "text"  # new SID rows start from their items' title words; "mean" = vocabulary mean
 
 
 @dataclass

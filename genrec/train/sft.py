@@ -183,6 +183,7 @@ def train_sft(
         gguf_file=recipe.model.gguf_file,
         lora=recipe.lora,
         full_finetune=not recipe.model.use_lora,
+        sid_init=recipe.model.sid_init,
         quantization=recipe.model.quantization,
         dtype=recipe.model.dtype,
         templates=templates,
