@@ -237,6 +237,7 @@ class CompactTrainingConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # the cosine decay ends at learning_rate * min_lr_ratio
     max_grad_norm: float = 1.0
     eval_users: int = 2000  # validation users sampled (fixed) for early stopping; 0 = all
     eval_beams: int = 20
@@ -332,11 +333,12 @@ def train_compact(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
 
-    def lr_lambda(step: int) -> float:  # linear warmup, cosine decay to 10%
+    def lr_lambda(step: int) -> float:  # linear warmup, cosine decay to min_lr_ratio
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        floor = config.min_lr_ratio
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     if state["epoch"] > 0:
