@@ -11,6 +11,7 @@ import importlib.metadata as _md
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -108,8 +109,11 @@ def _append_doc(name: str, result: dict[str, Any], summary: str) -> None:
         f"machine: {result['machine']['cpu_count']} CPUs, torch threads {result['machine']['torch_threads']}"
         f"{', ' + result['machine']['cuda'] if result['machine']['cuda'] else ''}\n"
     )
+    # a rerun replaces the benchmark's previous section (older runs stay in git history)
+    sections = re.split(r"(?m)^(?=## )", text)
+    kept = [sec for sec in sections if not sec.startswith(f"## {name} — ")]
     with atomic_write(DOC) as fh:
-        fh.write(text.rstrip("\n") + "\n" + block)
+        fh.write("".join(kept).rstrip("\n") + "\n" + block)
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
