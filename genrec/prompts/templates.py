@@ -56,9 +56,9 @@ _REQUIRED_KEYS = ("task", "variables", "answer", "phrasings")
 
 
 def default_prompt_dir() -> Path:
-    """``$GENREC_PROMPTS`` if set, else the ``prompts/`` folder shipped at the repository root."""
+    """``$GENREC_PROMPTS`` if set, else the repository's ``prompts/`` (installed wheels carry a copy)."""
     env = os.environ.get("GENREC_PROMPTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "prompts"
+    return Path(env) if env else (Path(__file__).parent / "builtin").resolve()
 
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
