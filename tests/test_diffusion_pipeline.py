@@ -215,3 +215,29 @@ def test_unet_attention_levels():
     assert cheap.config.up_block_types == ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
     with pytest.raises(ValueError, match="first_attention_level"):
         build_unet(block_out_channels=(16, 32), first_attention_level=1)
+
+
+@pytest.mark.parametrize("global_condition", [True, False])
+def test_global_condition_reaches_every_block(global_condition):
+    """With ``global_condition`` the mean condition token enters the timestep embedding, so the output
+    depends on the condition even when cross-attention is zeroed out; without it, it cannot."""
+    from genrec.diffusion.models import predict_noise
+
+    torch.manual_seed(0)
+    unet = build_unet(
+        sample_size=8,
+        block_out_channels=(16, 32),
+        cross_attention_dim=16,
+        attention_head_dim=8,
+        global_condition=global_condition,
+    ).eval()
+    assert (unet.class_embedding is not None) == global_condition
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if "attn2.to_out" in name:  # silence cross-attention
+                p.zero_()
+        x, t = torch.randn(2, 4, 8, 8), torch.tensor([10, 10])
+        a = predict_noise(unet, x, t, torch.randn(2, 3, 16))
+        b = predict_noise(unet, x, t, torch.randn(2, 3, 16))
+    assert a.shape == x.shape
+    assert (not torch.allclose(a, b)) == global_condition

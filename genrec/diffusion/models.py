@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
 
@@ -48,10 +49,17 @@ def build_unet(
     attention_head_dim: int = 32,
     norm_num_groups: int = 16,
     first_attention_level: int = 0,
+    global_condition: bool = True,
 ) -> UNet2DConditionModel:
     """A UNet with (self- and cross-) attention blocks at levels ``first_attention_level .. n-2``.
 
     The lowest-resolution level has plain ResNet blocks; the mid block always cross-attends.
+
+    ``global_condition`` also adds the mean condition token to the timestep embedding (diffusers'
+    ``class_embed_type="projection"``), so every ResNet block sees the user/item condition directly, as
+    class-conditional diffusion models do. Cross-attention alone was measured to learn the condition too
+    slowly for a CPU budget: after 2,500 steps on ML-1M posters, even conditioning on an item's own
+    embedding left the evaluator's genre predictions unchanged.
 
     ``first_attention_level=1`` skips attention at full resolution (as SDXL does): self-attention
     over 32x32 pixels dominates CPU cost in pixel space. ``attention_head_dim`` is the width of one
@@ -75,4 +83,15 @@ def build_unet(
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=heads,
         norm_num_groups=math.gcd(norm_num_groups, *block_out_channels),
+        class_embed_type="projection" if global_condition else None,
+        projection_class_embeddings_input_dim=cross_attention_dim if global_condition else None,
     )
+
+
+def predict_noise(
+    unet: UNet2DConditionModel, sample: torch.Tensor, timestep: torch.Tensor | int, cond: torch.Tensor
+) -> torch.Tensor:
+    """The UNet's output for condition tokens ``cond`` ``(B, n, d)``; a globally conditioned UNet also
+    gets their mean as its ``class_labels``."""
+    class_labels = cond.mean(1) if unet.config.class_embed_type == "projection" else None
+    return unet(sample, timestep, encoder_hidden_states=cond, class_labels=class_labels).sample

@@ -23,6 +23,7 @@ from diffusers.schedulers import KarrasDiffusionSchedulers
 from diffusers.utils.torch_utils import randn_tensor
 
 from genrec.diffusion.conditioning import ThumbnailConditioner
+from genrec.diffusion.models import predict_noise
 from genrec.errors import CheckpointMismatchError, EmptyHistoryError
 
 
@@ -153,7 +154,7 @@ class PersonalizedThumbnailPipeline(DiffusionPipeline):
         latents = latents * self.scheduler.init_noise_sigma
         for t in self.progress_bar(self.scheduler.timesteps):
             model_in = self.scheduler.scale_model_input(torch.cat([latents] * len(branches)), t)
-            eps = self.unet(model_in, t, encoder_hidden_states=cond).sample.chunk(len(branches))
+            eps = predict_noise(self.unet, model_in, t, cond).chunk(len(branches))
             guided = sum(w * e for w, e in zip(weights, eps))
             latents = self.scheduler.step(guided, t, latents, generator=generator).prev_sample
 

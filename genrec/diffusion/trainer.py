@@ -40,7 +40,7 @@ from genrec.data.dataset import SequenceDataset
 from genrec.diffusion.conditioning import ThumbnailConditioner
 from genrec.diffusion.data import HoldOut, ItemImages, PairSampler, hold_out, load_item_images
 from genrec.diffusion.grid import save_grid
-from genrec.diffusion.models import build_unet, build_vae
+from genrec.diffusion.models import build_unet, build_vae, predict_noise
 from genrec.diffusion.pipeline import PersonalizedThumbnailPipeline
 from genrec.errors import CheckpointMismatchError
 from genrec.users import MeanItemEncoder, UserEncoder
@@ -85,6 +85,7 @@ class ThumbnailTrainingConfig:
     cross_attention_dim: int = 128
     attention_head_dim: int = 32
     unet_first_attention_level: int = 0  # 1 = no attention at full resolution (cheaper pixel-space runs)
+    global_condition: bool = True  # the mean condition token also joins the timestep embedding
     train_steps: int = 2000
     batch_size: int = 32
     learning_rate: float = 3e-4
@@ -282,6 +283,7 @@ class ThumbnailTrainer:
             cross_attention_dim=cfg.cross_attention_dim,
             attention_head_dim=cfg.attention_head_dim,
             first_attention_level=cfg.unet_first_attention_level,
+            global_condition=cfg.global_condition,
         )
         d_item = self.item_embeddings.shape[1]
         conditioner = ThumbnailConditioner(
@@ -377,7 +379,7 @@ class ThumbnailTrainer:
             target = noise if cfg.prediction_type == "epsilon" else noise_scheduler.get_velocity(x0, noise, t)
             with acc.autocast():
                 cond = conditioner(user, item, drop_user=drop_user, drop_item=drop_item)
-                pred = unet(noisy, t, encoder_hidden_states=cond).sample
+                pred = predict_noise(unet, noisy, t, cond)
                 loss = torch.nn.functional.mse_loss(pred.float(), target.float())
             acc.backward(loss)
             acc.clip_grad_norm_(params, 1.0)
