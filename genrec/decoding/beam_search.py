@@ -139,25 +139,24 @@ def _prefill(
     if len(groups) == 1 or not plain:
         return encode(input_ids, attention_mask)
     batch, width = input_ids.shape
-    logits, merged = None, DynamicCache(config=model.config)
+
+    def padded(states: torch.Tensor) -> torch.Tensor:  # (batch, heads, width, dim) zeros
+        return states.new_zeros(batch, states.shape[1], width, states.shape[-1])
+
+    logits: torch.Tensor | None = None
     full: list[tuple[torch.Tensor, torch.Tensor]] = []
     for rows in groups:
         group_width = max(lengths[i] for i in rows)
         index = torch.tensor(rows, device=input_ids.device)
         group_logits, cache = encode(input_ids[index, -group_width:], attention_mask[index, -group_width:])
-        if logits is None:
+        if logits is None:  # allocate once the shapes are known
             logits = group_logits.new_empty(batch, group_logits.shape[-1])
-            full = [
-                (
-                    layer.keys.new_zeros(batch, *layer.keys.shape[1:2], width, layer.keys.shape[-1]),
-                    layer.values.new_zeros(batch, *layer.values.shape[1:2], width, layer.values.shape[-1]),
-                )
-                for layer in cache.layers
-            ]
+            full = [(padded(layer.keys), padded(layer.values)) for layer in cache.layers]
         logits[index] = group_logits
         for (keys, values), layer in zip(full, cache.layers):
             keys[index, :, width - group_width :] = layer.keys
             values[index, :, width - group_width :] = layer.values
+    merged = DynamicCache(config=model.config)
     for layer_idx, (keys, values) in enumerate(full):
         merged.update(keys, values, layer_idx)
     return logits, merged
