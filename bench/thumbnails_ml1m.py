@@ -47,8 +47,8 @@ logger = logging.getLogger("bench.thumbnails_ml1m")
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", default="runs/thumbnails_ml1m", help="checkpoints, caches, training grids")
-    p.add_argument("--vae-steps", type=int, default=300)
-    p.add_argument("--unet-steps", type=int, default=4000)
+    p.add_argument("--vae-steps", type=int, default=3000)
+    p.add_argument("--unet-steps", type=int, default=3000)
     p.add_argument(
         "--p-drop-item",
         type=float,

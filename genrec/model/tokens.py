@@ -88,6 +88,7 @@ def init_sid_embeddings_from_text(
         torch.stack([m[torch.tensor(t)].float().mean(0) if t else m.new_zeros(m.shape[1]) for t in ids])
         for m in matrices
     ]
+    scales = [m[:old_rows].float().norm(dim=-1).mean() for m in matrices]
     set_rows = 0
     for level in range(sid.codes.shape[1]):
         for value in np.unique(sid.codes[:, level]):
@@ -96,9 +97,8 @@ def init_sid_embeddings_from_text(
             if (wanted is not None and token not in wanted) or len(members) == 0:
                 continue
             row = tokenizer.convert_tokens_to_ids(token)
-            for matrix, vectors in zip(matrices, item_vectors):
+            for matrix, vectors, scale in zip(matrices, item_vectors, scales):
                 direction = vectors[members].mean(0)
-                scale = matrix[:old_rows].float().norm(dim=-1).mean()
                 matrix[row] = (direction * scale / direction.norm().clamp(min=1e-12)).to(matrix.dtype)
             set_rows += 1
     logger.info("initialised %d SID token rows from item texts", set_rows)
