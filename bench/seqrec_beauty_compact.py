@@ -22,7 +22,7 @@ import yaml
 from bench.common import markdown_table, record
 from genrec.baselines import Popularity, SASRecConfig, train_sasrec
 from genrec.data import load_amazon_p5
-from genrec.eval import catalog_coverage, evaluate_recommender, evaluate_topk, valid_item_rate
+from genrec.eval import catalog_coverage, evaluate_lists, evaluate_recommender, valid_item_rate
 from genrec.model.compact import CompactTrainingConfig, train_compact
 from genrec.sid import load_or_build_semantic_ids
 from genrec.utils import configure_threads, read_json, shared_dataset
@@ -63,11 +63,7 @@ def main() -> None:
     t = time.perf_counter()
     popularity = Popularity().fit(dataset)
     pop_top, _ = popularity.recommend(test.histories, 10)
-    results["Popularity"] = {
-        **evaluate_topk(pop_top, test.targets, KS),
-        "coverage@10": catalog_coverage(pop_top, dataset.num_items),
-        "valid_item_rate": 1.0,
-    }
+    results["Popularity"] = evaluate_lists(pop_top, test.targets, dataset.num_items, KS)
     walls["popularity"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -89,18 +85,14 @@ def main() -> None:
     results["SASRec"] = {
         **evaluate_recommender(sasrec, test, KS),
         "coverage@10": catalog_coverage(sas_top, dataset.num_items),
-        "valid_item_rate": 1.0,
+        "valid_item_rate": valid_item_rate(sas_top, dataset.num_items),
     }
     walls["sasrec_test"] = time.perf_counter() - t
 
     state = read_json(work / "compact" / "trainer_state.json")
     tokens_per_s = float(np.mean([h["tokens_per_s"] for h in state["history"]]))
     walls["compact_train_epochs"] = float(sum(h["train_s"] for h in state["history"]))
-    results["Compact SID Llama (ours)"] = {
-        **evaluate_topk(top, test.targets, KS),
-        "coverage@10": catalog_coverage(top, dataset.num_items),
-        "valid_item_rate": valid_item_rate(top, dataset.num_items),
-    }
+    results["Compact SID Llama (ours)"] = evaluate_lists(top, test.targets, dataset.num_items, KS)
     results["TIGER (published)"] = dict(TIGER)
 
     columns = ["model", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "coverage@10", "valid_item_rate"]

@@ -27,11 +27,9 @@ from transformers import TrainerCallback
 from bench.common import markdown_table, record
 from genrec.baselines import Popularity, SASRecConfig, train_sasrec
 from genrec.data import load_amazon_p5
-from genrec.eval import catalog_coverage, evaluate_topk, valid_item_rate
-from genrec.model import GenerativeRecommender
+from genrec.eval import evaluate_lists
 from genrec.model.compact import CompactTrainingConfig, train_compact
-from genrec.prompts import load_templates
-from genrec.train import SFTRecipe, load_or_build_sid, train_sft
+from genrec.train import SFTRecipe, build_recommender, load_or_build_sid, train_sft
 from genrec.utils import configure_threads, read_json, shared_dataset
 
 NAME = "seqrec_beauty_llm"
@@ -115,12 +113,7 @@ def main() -> None:
     results: dict[str, dict] = {}
 
     def score(name: str, top: np.ndarray, extra: dict | None = None) -> None:
-        results[name] = {
-            **evaluate_topk(top, targets, KS),
-            "coverage@10": catalog_coverage(top, dataset.num_items),
-            "valid_item_rate": valid_item_rate(top, dataset.num_items),
-            **(extra or {}),
-        }
+        results[name] = {**evaluate_lists(top, targets, dataset.num_items, KS), **(extra or {})}
 
     pop_top, _ = Popularity().fit(dataset).recommend(histories, 10)
     score("Popularity", pop_top)
@@ -133,22 +126,15 @@ def main() -> None:
             ]
         )
 
-    templates = load_templates(recipe.data.prompt_dir, names=[recipe.data.recommend_task])
+    recipe_sid_init = recipe.model.sid_init
     for sid_init in ("mean", "text"):
         t = time.perf_counter()
-        untrained = GenerativeRecommender.build(
-            dataset.catalog,
-            sid,
-            base_model=recipe.model.base_model,
-            lora=recipe.lora,
-            templates=templates,
-            task=recipe.data.recommend_task,
-            max_history=recipe.data.max_history,
-            sid_init=sid_init,
-        )
+        recipe.override("model.sid_init", sid_init)
+        untrained = build_recommender(recipe, dataset.catalog, sid)
         score(f"SmolLM2 untrained, SID rows from {STEP0[sid_init]}", llm_top(untrained))
         walls[f"llm_step0_{sid_init}"] = time.perf_counter() - t
         del untrained
+    recipe.override("model.sid_init", recipe_sid_init)  # training uses the recipe's own choice
 
     t = time.perf_counter()
     rec = train_sft(recipe, resume=True, dataset=dataset, sid=sid, callbacks=[TimeBudget(args.train_minutes)])

@@ -11,6 +11,7 @@ import torch
 
 from genrec.eval import (
     catalog_coverage,
+    evaluate_lists,
     evaluate_scores,
     evaluate_topk,
     metrics_from_ranks,
@@ -106,6 +107,19 @@ def test_coverage_and_valid_item_rate():
     assert catalog_coverage(items, num_items=10) == pytest.approx(0.3)
     assert catalog_coverage(items, num_items=10, k=1) == pytest.approx(0.2)
     assert valid_item_rate(items, num_items=10) == pytest.approx(4 / 6)
+
+
+def test_evaluate_lists_bundles_ranking_coverage_and_validity():
+    items = np.array([[0, 1, -1], [1, 2, 99]])
+    out = evaluate_lists(items, np.array([1, 5]), num_items=10, ks=(1, 3))
+    assert out == {
+        "recall@1": 0.0,
+        "ndcg@1": 0.0,
+        "recall@3": pytest.approx(0.5),
+        "ndcg@3": pytest.approx(0.5 / math.log2(3)),
+        "coverage@3": pytest.approx(0.3),
+        "valid_item_rate": pytest.approx(4 / 6),
+    }
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,7 @@ def _baseline_stage(ds: SequenceDataset, config: DemoConfig, report: Report) -> 
 
 def _generative_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Report) -> dict[str, dict]:
     """The compact from-scratch Llama over semantic-ID tokens, decoded under the item trie."""
-    from genrec.eval import catalog_coverage, evaluate_topk, valid_item_rate
+    from genrec.eval import evaluate_lists
     from genrec.model import GenerativeRecommender
     from genrec.model.compact import CompactConfig, CompactTrainingConfig, train_compact
 
@@ -179,9 +179,7 @@ def _generative_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Repo
     rec.save_pretrained(config.output_dir / "recommender")
     test = ds.test_examples()
     top, _ = rec.recommend(test.histories, k=10, num_beams=20, batch_size=64)
-    metrics = evaluate_topk(top, test.targets, ks=KS)
-    metrics["valid_item_rate"] = valid_item_rate(top, ds.num_items)
-    metrics["coverage@10"] = catalog_coverage(top, ds.num_items)
+    metrics = evaluate_lists(top, test.targets, ds.num_items, ks=KS)
 
     history = [ds.catalog[i].id for i in test.histories[0][-5:]]
     example = rec.generate(history, num_items=5, num_beams=20)

@@ -2,6 +2,7 @@
 
 from genrec.eval.metrics import (
     catalog_coverage,
+    evaluate_lists,
     evaluate_scores,
     evaluate_topk,
     metrics_from_ranks,
@@ -14,6 +15,7 @@ from genrec.eval.recommender import Recommender, evaluate_recommender
 __all__ = [
     "Recommender",
     "catalog_coverage",
+    "evaluate_lists",
     "evaluate_recommender",
     "evaluate_scores",
     "evaluate_topk",

@@ -175,3 +175,16 @@ def valid_item_rate(topk_items: ArrayLike, num_items: int) -> float:
     if items.ndim != 2 or items.size == 0:
         raise ValueError(f"topk_items must be a non-empty (num_users, K) matrix, got shape {items.shape}")
     return float(((items >= 0) & (items < num_items)).mean())
+
+
+def evaluate_lists(
+    topk_items: ArrayLike, targets: ArrayLike, num_items: int, ks: Iterable[int] = (5, 10)
+) -> dict[str, float]:
+    """What a generative recommender's lists are judged on: Recall/NDCG@K, coverage of the full lists
+    (``coverage@K`` for their width K) and the valid-item rate."""
+    width = np.asarray(topk_items).shape[-1]
+    return {
+        **evaluate_topk(topk_items, targets, ks),
+        f"coverage@{width}": catalog_coverage(topk_items, num_items),
+        "valid_item_rate": valid_item_rate(topk_items, num_items),
+    }

@@ -2,7 +2,13 @@
 
 from genrec.train.config import DataArgs, ModelArgs, SFTRecipe, SIDArgs, TrainArgs
 from genrec.train.loss import RestrictedVocab, answer_nll
-from genrec.train.sft import build_trainer, load_or_build_sid, load_recipe_data, train_sft
+from genrec.train.sft import (
+    build_recommender,
+    build_trainer,
+    load_or_build_sid,
+    load_recipe_data,
+    train_sft,
+)
 from genrec.train.trainer import GenRecSFTTrainer
 
 __all__ = [
@@ -14,6 +20,7 @@ __all__ = [
     "SIDArgs",
     "TrainArgs",
     "answer_nll",
+    "build_recommender",
     "build_trainer",
     "load_or_build_sid",
     "load_recipe_data",

@@ -150,6 +150,29 @@ def build_trainer(
     )
 
 
+def build_recommender(
+    recipe: SFTRecipe, catalog: Any, sid: Any, model: Any = None, tokenizer: Any = None
+) -> GenerativeRecommender:
+    """The untrained recommender a recipe describes: base LM, SID tokens, LoRA, and the recipe's templates."""
+    names = set(recipe.data.tasks) | {recipe.data.recommend_task}
+    return GenerativeRecommender.build(
+        catalog,
+        sid,
+        base_model=recipe.model.base_model,
+        gguf_file=recipe.model.gguf_file,
+        lora=recipe.lora,
+        full_finetune=not recipe.model.use_lora,
+        sid_init=recipe.model.sid_init,
+        quantization=recipe.model.quantization,
+        dtype=recipe.model.dtype,
+        templates=load_templates(recipe.data.prompt_dir, names=sorted(names)),
+        task=recipe.data.recommend_task,
+        max_history=recipe.data.max_history,
+        model=model,
+        tokenizer=tokenizer,
+    )
+
+
 def train_sft(
     recipe: SFTRecipe,
     resume: bool = False,
@@ -174,24 +197,7 @@ def train_sft(
         yaml.safe_dump(recipe.to_dict(), fh, sort_keys=False)
     dataset = dataset if dataset is not None else load_recipe_data(recipe)
     sid = sid if sid is not None else load_or_build_sid(recipe, dataset.catalog)
-    names = set(recipe.data.tasks) | {recipe.data.recommend_task}
-    templates = load_templates(recipe.data.prompt_dir, names=sorted(names))
-    rec = GenerativeRecommender.build(
-        dataset.catalog,
-        sid,
-        base_model=recipe.model.base_model,
-        gguf_file=recipe.model.gguf_file,
-        lora=recipe.lora,
-        full_finetune=not recipe.model.use_lora,
-        sid_init=recipe.model.sid_init,
-        quantization=recipe.model.quantization,
-        dtype=recipe.model.dtype,
-        templates=templates,
-        task=recipe.data.recommend_task,
-        max_history=recipe.data.max_history,
-        model=model,
-        tokenizer=tokenizer,
-    )
+    rec = build_recommender(recipe, dataset.catalog, sid, model=model, tokenizer=tokenizer)
     trainer = build_trainer(recipe, rec, dataset, callbacks)
     checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
     if resume and checkpoint is None:
