@@ -1,6 +1,6 @@
 """Personalized thumbnails on MovieLens-1M posters: personalized vs shuffled-user vs unconditional.
 
-    GENREC_THREADS=1 python -m bench.thumbnails_ml1m   # ~60 min on one CPU core (resumable)
+    GENREC_THREADS=1 python -m bench.thumbnails_ml1m   # ~70 min on one CPU core (resumable)
     python -m bench.thumbnails_ml1m --work-dir /tmp/smoke --vae-steps 3 --unet-steps 3 \
         --evaluator-steps 3 --eval-users 6 --sample-steps 2 --dry-run            # smoke run, not recorded
 
@@ -32,6 +32,7 @@ from genrec.diffusion.evaluator import (
     frechet_distance,
     genre_alignment,
     multilabel_metrics,
+    personalization_p_value,
     personalization_scores,
     train_genre_evaluator,
 )
@@ -55,13 +56,24 @@ def parse_args() -> argparse.Namespace:
         default=0.5,
         help="item-condition dropout: the user-only branch (what is scored) trains on this share of steps",
     )
-    p.add_argument("--evaluator-steps", type=int, default=600)
+    p.add_argument("--evaluator-steps", type=int, default=6000)
+    p.add_argument(
+        "--evaluator-shift", type=int, default=4, help="evaluator augmentation: random shifts of up to N px"
+    )
+    p.add_argument(
+        "--evaluator-blur",
+        type=float,
+        default=0.5,
+        help="evaluator augmentation: share of batches blurred (down- and upsampled), so blur alone "
+        "does not erase genre cues (VAE reconstructions keep them; measured)",
+    )
     p.add_argument("--eval-users", type=int, default=100, help="held-out users scored (of the 10%% held out)")
     p.add_argument("--images-per-user", type=int, default=8)
     p.add_argument(
         "--reference-items", type=int, default=20, help="last N items of a user = held-out history"
     )
     p.add_argument("--user-guidance", type=float, default=5.0)
+    p.add_argument("--item-guidance", type=float, default=4.0, help="for the item-conditioned genre probe")
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--sample-scheduler", default="ddim", choices=["ddim", "ddpm", "dpmsolver"])
     p.add_argument("--threads", type=int, default=None)
@@ -122,7 +134,9 @@ def main() -> None:
     genres, y = genre_matrix(dataset)
     held_item = trainer.holdout.item_mask(dataset.num_items)[images.indices]
     t = time.perf_counter()
-    ev_dir = work / "evaluator"
+    ev_dir = work / (
+        f"evaluator-{args.evaluator_steps}steps-shift{args.evaluator_shift}-blur{args.evaluator_blur}"
+    )
     if (ev_dir / "config.json").is_file():
         evaluator = GenreEvaluator.from_pretrained(ev_dir)
     else:
@@ -133,6 +147,8 @@ def main() -> None:
             genres,
             steps=args.evaluator_steps,
             seed=args.seed,
+            max_shift=args.evaluator_shift,
+            blur_prob=args.evaluator_blur,
         )
         evaluator.save_pretrained(ev_dir)
     walls["evaluator_train"] = time.perf_counter() - t
@@ -146,8 +162,13 @@ def main() -> None:
     walls["vae_unet_train"] = time.perf_counter() - t
     timing_path = work / "step_times.json"
     if trainer.step_times:
-        atomic_write_json(timing_path, {"unet_step_s": step_time_summary(trainer.step_times)})
-    unet_step_s = read_json(timing_path)["unet_step_s"] if timing_path.is_file() else float("nan")
+        atomic_write_json(
+            timing_path, {"unet_step_s": step_time_summary(trainer.step_times), "threads": threads}
+        )
+    # A resumed run reports the step time (and thread count) of the session that trained.
+    timing = read_json(timing_path) if timing_path.is_file() else {}
+    unet_step_s = timing.get("unet_step_s", float("nan"))
+    train_threads = timing.get("threads", threads)
 
     # -- held-out users: condition on the past, score against the last N items -------------------
     users = trainer.holdout.test_users[: args.eval_users]
@@ -205,6 +226,7 @@ def main() -> None:
             **{
                 f"personalization_{m}": v for m, v in personalization_scores(centroids, ref_centroids).items()
             },
+            "personalization_p_value": personalization_p_value(centroids, ref_centroids, seed=args.seed),
             **{
                 f"genre_{m}": v
                 for m, v in genre_alignment(probs.reshape(len(users), k, -1).mean(1), ref_pref).items()
@@ -222,7 +244,40 @@ def main() -> None:
         recon = pipe.decode(
             pipe.vae.encode(images.to_float(recon_rows)).latent_dist.mean * pipe.vae.config.scaling_factor
         )
-    fd_recon = frechet_distance(evaluator.features_and_probs(recon * 2 - 1)[0], real_feats[~held_item])
+    recon_feats, recon_probs = evaluator.features_and_probs(recon * 2 - 1)
+    fd_recon = frechet_distance(recon_feats, real_feats[~held_item])
+
+    # Where is genre lost? Mean p(genre) on held-out posters of that genre: real, VAE-reconstructed, and
+    # generated from the (unseen) item's own condition, as a lift over the genre's base rate.
+    held_rows = np.flatnonzero(held_item)
+    item_imgs = pipe(
+        item_embedding=torch.from_numpy(item_emb[images.indices[held_rows]]),
+        item_guidance_scale=args.item_guidance,
+        num_inference_steps=args.sample_steps,
+        generator=torch.Generator().manual_seed(args.seed),
+        num_images=2,
+        output_type="pt",
+    ).images
+    item_probs = evaluator.features_and_probs(item_imgs * 2 - 1)[1].reshape(len(held_rows), 2, -1).mean(1)
+    held_y = y[images.indices[held_rows]].astype(bool)
+    base = real_probs[held_rows].mean(0)
+    genre_probe = [
+        {
+            "genre": g,
+            "posters": int(held_y[:, j].sum()),
+            **{
+                f"lift_{name}": float(probs[held_y[:, j], j].mean() / base[j])
+                for name, probs in (
+                    ("real", real_probs[held_rows]),
+                    ("vae_reconstruction", recon_probs),
+                    ("generated_from_item", item_probs),
+                )
+            },
+        }
+        for j, g in enumerate(genres)
+        if held_y[:, j].sum() >= 10
+    ]
+    logger.info("genre probe: %s", genre_probe)
 
     # Docs grid: generated thumbnails only (posters are copyrighted and stay out of the repo).
     grid_users = list(range(min(6, len(users))))
@@ -247,6 +302,7 @@ def main() -> None:
     metrics = {
         "personalization_auc": p["personalization_auc"],
         "personalization_win_rate": p["personalization_win_rate"],
+        "personalization_p_value": p["personalization_p_value"],
         "genre_cosine": p["genre_cosine"],
         "genre_js_divergence": p["genre_js_divergence"],
         "evaluator_fd": p["evaluator_fd"],
@@ -255,6 +311,7 @@ def main() -> None:
         "evaluator_heldout_items": ev_metrics,
         "evaluator_fd_real_heldout_posters": fd_real,
         "evaluator_fd_vae_reconstructions": fd_recon,
+        "genre_probe": genre_probe,
     }
     baselines = {
         "shuffled_users": s,
@@ -267,6 +324,7 @@ def main() -> None:
             "variant",
             "personalization_auc",
             "personalization_win_rate",
+            "personalization_p_value",
             "genre_cosine",
             "genre_js_divergence",
             "evaluator_fd",
@@ -278,17 +336,25 @@ def main() -> None:
         f"{k} thumbnails, user guidance {args.user_guidance}, "
         f"{args.sample_steps} {config.sample_scheduler} steps; "
         f"VAE {args.vae_steps} steps, UNet {args.unet_steps} steps at batch 32 ({unet_step_s:.2f} s/step, "
-        f"{threads} threads, shared CPU).\n\n{table}\n"
+        f"{train_threads} threads, shared CPU; sampling {threads} threads).\n\n{table}\n"
+        "`personalization_p_value`: one-sided permutation test, the share of 1,000 random user-to-thumbnail "
+        "pairings that reach the variant's AUC.\n"
         f"Real-poster ceilings (the user's own earlier posters in place of thumbnails): {k} per user AUC "
         f"{ceilings[f'own_history_posters_{k}']['auc']:.3f}, all of them AUC "
         f"{ceilings['own_history_posters_all']['auc']:.3f}.\n"
         f"Ratios vs shuffled users: AUC {p['personalization_auc'] / s['personalization_auc']:.2f}x, "
         f"genre cosine {p['genre_cosine'] / s['genre_cosine']:.2f}x; evaluator FD vs unconditional "
-        f"{p['evaluator_fd'] / uc['evaluator_fd']:.2f}x. Evaluator (genre CNN, trained on training-split "
-        f"posters) on held-out items: mAP {ev_metrics['mAP']:.3f}, AUC {ev_metrics['AUC']:.3f}, top-1 acc "
-        f"{ev_metrics['top1_accuracy']:.3f}. Evaluator-FD scale: real held-out posters {fd_real:.2f}, VAE "
+        f"{p['evaluator_fd'] / uc['evaluator_fd']:.2f}x. Evaluator (genre CNN, {args.evaluator_steps} "
+        f"steps on training-split posters) on held-out items: mAP {ev_metrics['mAP']:.3f}, AUC "
+        f"{ev_metrics['AUC']:.3f}, top-1 acc {ev_metrics['top1_accuracy']:.3f}. Evaluator-FD scale: real "
+        f"held-out posters {fd_real:.2f}, VAE "
         f"reconstructions {fd_recon:.2f}. `evaluator_fd` is a Fréchet distance in the genre CNN's feature "
-        f"space, not Inception FID.\n\n![thumbnails](img/{grid.name})"
+        f"space, not Inception FID.\n\n"
+        "Genre probe (held-out posters of each genre with at least 10 of them): the evaluator's mean "
+        "p(genre) as a multiple of its base rate over all held-out posters, on the real posters, their VAE "
+        f"reconstructions, and thumbnails generated from the item's own condition (item guidance "
+        f"{args.item_guidance}).\n\n{markdown_table(genre_probe, list(genre_probe[0]))}\n"
+        f"![thumbnails](img/{grid.name})"
     )
     walls["total"] = time.perf_counter() - t0
     if args.dry_run:

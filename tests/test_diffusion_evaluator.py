@@ -11,6 +11,7 @@ from genrec.diffusion.evaluator import (
     frechet_distance,
     genre_alignment,
     multilabel_metrics,
+    personalization_p_value,
     personalization_scores,
     roc_auc,
     train_genre_evaluator,
@@ -54,6 +55,16 @@ def test_personalization_shuffled_and_random_are_chance():
     assert abs(shuffled["auc"] - 0.5) < 0.03
 
 
+def test_personalization_p_value_separates_signal_from_chance():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(50, 8))
+    # every permutation scores below the true pairing: p is the smallest possible value
+    assert personalization_p_value(ref, ref, num_permutations=99) == pytest.approx(1 / 100)
+    # under the null (thumbnails unrelated to users) p-values are uniform: mean near 1/2
+    null = [personalization_p_value(rng.normal(size=(50, 8)), ref, 99, seed=s) for s in range(30)]
+    assert 0.35 < np.mean(null) < 0.65
+
+
 def test_personalization_anti_aligned_is_zero():
     feats = np.eye(5)
     assert personalization_scores(-feats + 0.01, feats)["auc"] == 0.0
@@ -81,14 +92,23 @@ def test_frechet_distance_known_answers():
     )
 
 
-def test_genre_evaluator_learns_separable_colours():
+@pytest.mark.parametrize(("max_shift", "blur_prob"), [(0, 0.0), (3, 0.5)])
+def test_genre_evaluator_learns_separable_colours(max_shift, blur_prob):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=(64, 2)).astype(np.float32)
     images = torch.zeros(64, 3, 16, 16, dtype=torch.uint8)
     images[:, 0] = torch.from_numpy(labels[:, 0] * 255).to(torch.uint8).view(-1, 1, 1)  # red <=> genre 0
     images[:, 2] = torch.from_numpy(labels[:, 1] * 255).to(torch.uint8).view(-1, 1, 1)  # blue <=> genre 1
     model = train_genre_evaluator(
-        images, labels, ["red", "blue"], steps=60, batch_size=32, lr=1e-2, progress=False
+        images,
+        labels,
+        ["red", "blue"],
+        steps=60,
+        batch_size=32,
+        lr=1e-2,
+        progress=False,
+        max_shift=max_shift,
+        blur_prob=blur_prob,
     )
     feats, probs = model.features_and_probs(images.float() / 127.5 - 1)
     assert feats.shape == (64, 128) and probs.shape == (64, 2)

@@ -68,8 +68,15 @@ def train_genre_evaluator(
     lr: float = 2e-3,
     seed: int = 0,
     progress: bool = True,
+    max_shift: int = 0,
+    blur_prob: float = 0.0,
 ) -> GenreEvaluator:
-    """Fit :class:`GenreEvaluator` with BCE on images in [-1, 1] (uint8 input is converted)."""
+    """Fit :class:`GenreEvaluator` with BCE on images in [-1, 1] (uint8 input is converted).
+
+    Augmentation: horizontal flips, random cyclic shifts of up to ``max_shift`` pixels, and with
+    probability ``blur_prob`` a batch downsampled 2x or 4x and back, so the features rest on colour and
+    layout (what small VAEs and generators reproduce) rather than on fine texture alone.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = GenreEvaluator(list(genres))
@@ -82,6 +89,13 @@ def train_genre_evaluator(
         x = _as_float(images[idx])
         if rng.random() < 0.5:  # posters are not mirror-symmetric, but colour/layout cues are
             x = x.flip(-1)
+        if max_shift:
+            dy, dx = (int(d) for d in rng.integers(-max_shift, max_shift + 1, 2))
+            x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+        if rng.random() < blur_prob:
+            size = x.shape[-1] // int(rng.choice([2, 4]))
+            x = nn.functional.interpolate(x, size=size, mode="area")
+            x = nn.functional.interpolate(x, size=images.shape[-1], mode="bilinear", align_corners=False)
         loss = nn.functional.binary_cross_entropy_with_logits(model(x), y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,6 +177,22 @@ def personalization_scores(generated: np.ndarray, reference: np.ndarray) -> dict
     swapped = s[iu, ju] + s[ju, iu]
     win = float(((true_pair > swapped) + 0.5 * (true_pair == swapped)).mean())
     return {"auc": auc, "win_rate": win}
+
+
+def personalization_p_value(
+    generated: np.ndarray, reference: np.ndarray, num_permutations: int = 1000, seed: int = 0
+) -> float:
+    """One-sided permutation test of :func:`personalization_scores`' AUC: the share of random
+    user-to-thumbnail pairings that score at least as high as the true one (with the usual +1 so it
+    is never 0). Small values mean the personalization is not chance."""
+    observed = personalization_scores(generated, reference)["auc"]
+    rng = np.random.default_rng(seed)
+    generated = np.asarray(generated)
+    hits = sum(
+        personalization_scores(generated[rng.permutation(len(generated))], reference)["auc"] >= observed
+        for _ in range(num_permutations)
+    )
+    return (1 + hits) / (1 + num_permutations)
 
 
 def genre_alignment(predicted: np.ndarray, preference: np.ndarray) -> dict[str, float]:
