@@ -280,12 +280,12 @@ def main() -> None:
     logger.info("genre probe: %s", genre_probe)
 
     # Docs grid: generated thumbnails only (posters are copyrighted and stay out of the repo).
-    grid_users = list(range(min(6, len(users))))
+    grid_users, grid_k = list(range(min(6, len(users)))), min(k, 8)
     to_uint8 = lambda x: (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
     grid_rows = [
         (
-            [to_uint8(generated["personalized"][u * k + j]) for j in range(k)],
-            [to_uint8(generated["unconditional"][u * k + j]) for j in range(k)],
+            [to_uint8(generated["personalized"][u * k + j]) for j in range(grid_k)],
+            [to_uint8(generated["unconditional"][u * k + j]) for j in range(grid_k)],
         )
         for u in grid_users
     ]
