@@ -15,6 +15,7 @@ Re-running resumes every model from ``--work-dir``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -126,15 +127,13 @@ def main() -> None:
             ]
         )
 
-    recipe_sid_init = recipe.model.sid_init
     for sid_init in ("mean", "text"):
         t = time.perf_counter()
-        recipe.override("model.sid_init", sid_init)
-        untrained = build_recommender(recipe, dataset.catalog, sid)
+        step0 = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, sid_init=sid_init))
+        untrained = build_recommender(step0, dataset.catalog, sid)
         score(f"SmolLM2 untrained, SID rows from {STEP0[sid_init]}", llm_top(untrained))
         walls[f"llm_step0_{sid_init}"] = time.perf_counter() - t
         del untrained
-    recipe.override("model.sid_init", recipe_sid_init)  # training uses the recipe's own choice
 
     t = time.perf_counter()
     rec = train_sft(recipe, resume=True, dataset=dataset, sid=sid, callbacks=[TimeBudget(args.train_minutes)])

@@ -94,6 +94,35 @@ def genre_matrix(dataset) -> tuple[list[str], np.ndarray]:
     return genres, y
 
 
+def probe_genres(
+    pipe, evaluator, item_emb, labels, genres, real_probs, recon_probs, args, min_posters: int = 10
+) -> list[dict]:
+    """Where is genre lost? For held-out posters of each genre (with at least ``min_posters``), the
+    evaluator's mean p(genre) as a multiple of its base rate, on the real posters, their VAE
+    reconstructions and thumbnails generated from the (unseen) item's own condition."""
+    generated = pipe(
+        item_embedding=torch.from_numpy(item_emb),
+        item_guidance_scale=args.item_guidance,
+        num_inference_steps=args.sample_steps,
+        generator=torch.Generator().manual_seed(args.seed),
+        num_images=2,
+        output_type="pt",
+    ).images
+    gen_probs = evaluator.features_and_probs(generated * 2 - 1)[1].reshape(len(item_emb), 2, -1).mean(1)
+    labels = labels.astype(bool)
+    base = real_probs.mean(0)
+    stages = (("real", real_probs), ("vae_reconstruction", recon_probs), ("generated_from_item", gen_probs))
+    return [
+        {
+            "genre": g,
+            "posters": int(labels[:, j].sum()),
+            **{f"lift_{name}": float(probs[labels[:, j], j].mean() / base[j]) for name, probs in stages},
+        }
+        for j, g in enumerate(genres)
+        if labels[:, j].sum() >= min_posters
+    ]
+
+
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -239,44 +268,24 @@ def main() -> None:
 
     # Reference points for the fidelity scale: real held-out posters, and VAE reconstructions.
     fd_real = frechet_distance(real_feats[held_item], real_feats[~held_item])
+    held_rows = np.flatnonzero(held_item)
     with torch.no_grad():
-        recon_rows = torch.from_numpy(np.flatnonzero(held_item))
         recon = pipe.decode(
-            pipe.vae.encode(images.to_float(recon_rows)).latent_dist.mean * pipe.vae.config.scaling_factor
+            pipe.vae.encode(images.to_float(torch.from_numpy(held_rows))).latent_dist.mean
+            * pipe.vae.config.scaling_factor
         )
     recon_feats, recon_probs = evaluator.features_and_probs(recon * 2 - 1)
     fd_recon = frechet_distance(recon_feats, real_feats[~held_item])
-
-    # Where is genre lost? Mean p(genre) on held-out posters of that genre: real, VAE-reconstructed, and
-    # generated from the (unseen) item's own condition, as a lift over the genre's base rate.
-    held_rows = np.flatnonzero(held_item)
-    item_imgs = pipe(
-        item_embedding=torch.from_numpy(item_emb[images.indices[held_rows]]),
-        item_guidance_scale=args.item_guidance,
-        num_inference_steps=args.sample_steps,
-        generator=torch.Generator().manual_seed(args.seed),
-        num_images=2,
-        output_type="pt",
-    ).images
-    item_probs = evaluator.features_and_probs(item_imgs * 2 - 1)[1].reshape(len(held_rows), 2, -1).mean(1)
-    held_y = y[images.indices[held_rows]].astype(bool)
-    base = real_probs[held_rows].mean(0)
-    genre_probe = [
-        {
-            "genre": g,
-            "posters": int(held_y[:, j].sum()),
-            **{
-                f"lift_{name}": float(probs[held_y[:, j], j].mean() / base[j])
-                for name, probs in (
-                    ("real", real_probs[held_rows]),
-                    ("vae_reconstruction", recon_probs),
-                    ("generated_from_item", item_probs),
-                )
-            },
-        }
-        for j, g in enumerate(genres)
-        if held_y[:, j].sum() >= 10
-    ]
+    genre_probe = probe_genres(
+        pipe,
+        evaluator,
+        item_emb[images.indices[held_rows]],
+        y[images.indices[held_rows]],
+        genres,
+        real_probs[held_rows],
+        recon_probs,
+        args,
+    )
     logger.info("genre probe: %s", genre_probe)
 
     # Docs grid: generated thumbnails only (posters are copyrighted and stay out of the repo).

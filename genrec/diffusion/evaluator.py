@@ -93,9 +93,9 @@ def train_genre_evaluator(
             dy, dx = (int(d) for d in rng.integers(-max_shift, max_shift + 1, 2))
             x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
         if rng.random() < blur_prob:
-            size = x.shape[-1] // int(rng.choice([2, 4]))
-            x = nn.functional.interpolate(x, size=size, mode="area")
-            x = nn.functional.interpolate(x, size=images.shape[-1], mode="bilinear", align_corners=False)
+            side = x.shape[-1]
+            x = nn.functional.interpolate(x, size=side // int(rng.choice([2, 4])), mode="area")
+            x = nn.functional.interpolate(x, size=side, mode="bilinear", align_corners=False)
         loss = nn.functional.binary_cross_entropy_with_logits(model(x), y_all[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -163,20 +163,13 @@ def personalization_scores(generated: np.ndarray, reference: np.ndarray) -> dict
     sim(gen_v, ref_u)), ties half. ``win_rate``: over unordered pairs {u, v}, how often the true
     matching scores higher than the swapped one. Both are 0.5 for thumbnails that ignore the user.
     """
-    s = _cosine_matrix(np.asarray(generated, dtype=np.float64), np.asarray(reference, dtype=np.float64))
-    n = len(s)
-    if n < 2:
-        raise ValueError("personalization needs at least two users")
-    own = np.diag(s)  # own[u] = sim(gen_u, ref_u)
-    off = ~np.eye(n, dtype=bool)
-    # compare, per reference column u, own[u] against s[v, u] for v != u
-    cmp = (own[None, :] > s) + 0.5 * (own[None, :] == s)
-    auc = float(cmp[off].mean())
-    iu, ju = np.triu_indices(n, 1)
+    s = _similarity(generated, reference)
+    iu, ju = np.triu_indices(len(s), 1)
+    own = np.diag(s)
     true_pair = own[iu] + own[ju]
     swapped = s[iu, ju] + s[ju, iu]
     win = float(((true_pair > swapped) + 0.5 * (true_pair == swapped)).mean())
-    return {"auc": auc, "win_rate": win}
+    return {"auc": _pairing_auc(s), "win_rate": win}
 
 
 def personalization_p_value(
@@ -185,14 +178,27 @@ def personalization_p_value(
     """One-sided permutation test of :func:`personalization_scores`' AUC: the share of random
     user-to-thumbnail pairings that score at least as high as the true one (with the usual +1 so it
     is never 0). Small values mean the personalization is not chance."""
-    observed = personalization_scores(generated, reference)["auc"]
+    s = _similarity(generated, reference)
+    observed = _pairing_auc(s)
     rng = np.random.default_rng(seed)
-    generated = np.asarray(generated)
-    hits = sum(
-        personalization_scores(generated[rng.permutation(len(generated))], reference)["auc"] >= observed
-        for _ in range(num_permutations)
-    )
+    # re-pairing users permutes the rows of the similarity matrix: no need to recompute it
+    hits = sum(_pairing_auc(s[rng.permutation(len(s))]) >= observed for _ in range(num_permutations))
     return (1 + hits) / (1 + num_permutations)
+
+
+def _similarity(generated: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``s[v, u]`` = cosine(generated_v, reference_u)."""
+    s = _cosine_matrix(np.asarray(generated, dtype=np.float64), np.asarray(reference, dtype=np.float64))
+    if len(s) < 2:
+        raise ValueError("personalization needs at least two users")
+    return s
+
+
+def _pairing_auc(s: np.ndarray) -> float:
+    """Per reference column u, P(s[u, u] > s[v, u]) over v != u, ties half."""
+    own = np.diag(s)
+    cmp = (own[None, :] > s) + 0.5 * (own[None, :] == s)
+    return float(cmp[~np.eye(len(s), dtype=bool)].mean())
 
 
 def genre_alignment(predicted: np.ndarray, preference: np.ndarray) -> dict[str, float]:
