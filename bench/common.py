@@ -1,12 +1,16 @@
 """Shared recording for benchmarks: one JSON per benchmark plus a readable row in docs/benchmarks.md.
 
 Every benchmark calls :func:`record` once at the end with metrics measured side by side against a
-baseline in the same run.
+baseline in the same run. Benches that score the test split also call :func:`count_test_evaluation`
+(how often the test split has been looked at, recorded in the result JSON) and, with
+``--save-predictions PATH``, :func:`save_model_predictions` for every model they test.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
+import hashlib
 import importlib.metadata as _md
 import json
 import os
@@ -14,14 +18,21 @@ import platform
 import re
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from transformers import TrainerCallback
+
+from genrec.data.dataset import Catalog
+from genrec.eval import save_predictions
 from genrec.utils.io import atomic_write, atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
+TEST_EVALUATIONS = RESULTS / "test_evaluations.json"
 _LIBS = (
     "torch",
     "transformers",
@@ -128,3 +139,73 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def load_result(name: str) -> dict[str, Any]:
     return json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def count_test_evaluation(name: str, config: dict[str, Any]) -> dict[str, int]:
+    """Count one look at the test split by bench ``name`` with model ``config``; return the totals so far.
+
+    Counts persist in ``bench/results/test_evaluations.json`` (kept in git), keyed by bench and by a hash
+    of ``config``, which should hold every setting that changes the tested model and nothing that does
+    not (paths, threads, wall-time budgets). Returns ``{"this_config": n, "all_configs": m}``: ``m`` also
+    counts the bench's other configurations, so a setting tuned on test by trying several shows up there.
+    Call it once per run, after the test metrics are computed and before they are printed or recorded.
+    Counting started with this file; earlier runs are only in the git history of ``bench/results``.
+    """
+    canonical = json.dumps(config, sort_keys=True, default=str)
+    key = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    folder = TEST_EVALUATIONS.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    # Locking the folder (no lock file to clean up) makes read-increment-write safe for concurrent benches.
+    lock = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        counts = json.loads(TEST_EVALUATIONS.read_text(encoding="utf-8")) if TEST_EVALUATIONS.exists() else {}
+        configs = counts.setdefault(name, {})
+        entry = configs.setdefault(key, {"count": 0, "config": json.loads(canonical)})
+        entry["count"] += 1
+        entry["last"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        atomic_write_json(TEST_EVALUATIONS, counts)
+    finally:
+        os.close(lock)  # releases the lock
+    return {"this_config": entry["count"], "all_configs": sum(c["count"] for c in configs.values())}
+
+
+def predictions_path(path: str | Path, model: str) -> Path:
+    """Where ``--save-predictions PATH`` puts ``model``'s lists: the model's slug before the extension,
+    ``preds.jsonl`` -> ``preds.sasrec.jsonl``, so one flag covers every model a bench tests."""
+    path = Path(path)
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+    return path.with_name(f"{path.stem}.{slug}{path.suffix or '.jsonl'}")
+
+
+def save_model_predictions(
+    path: str | Path | None, model: str, users: list[str], topk_items: np.ndarray, catalog: Catalog
+) -> str | None:
+    """Save ``model``'s test top-K lists at :func:`predictions_path` (nothing when ``path`` is None)."""
+    if path is None:
+        return None
+    return str(save_predictions(predictions_path(path, model), users, topk_items, catalog))
+
+
+class TimeLedger(TrainerCallback):
+    """Keeps the wall time spent training across resumed calls in ``path``; stops (and saves) at ``minutes``.
+
+    A budget per call would let a resumed run spend it again; the ledger makes "N CPU minutes" mean the
+    whole run's training time, however many calls it took.
+    """
+
+    def __init__(self, path: Path, minutes: float):
+        self.path, self.budget = Path(path), 60 * minutes
+        self.spent = json.loads(self.path.read_text())["seconds"] if self.path.is_file() else 0.0
+        self.last = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = time.monotonic()  # model loading and tokenization before the first step do not count
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.monotonic()
+        self.spent, self.last = self.spent + now - self.last, now
+        atomic_write_json(self.path, {"seconds": self.spent, "step": state.global_step})
+        if self.spent > self.budget:
+            control.should_training_stop = control.should_save = True
+        return control

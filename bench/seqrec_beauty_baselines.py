@@ -2,11 +2,15 @@
 
     python -m bench.seqrec_beauty_baselines                       # train (or resume) SASRec, evaluate, record
     python -m bench.seqrec_beauty_baselines --time-budget-min 25  # cap this call's training wall time
+    python -m bench.seqrec_beauty_baselines --save-predictions p.jsonl  # p.sasrec.jsonl, p.popularity.jsonl
 
 SASRec trains on ``seq[:-2]`` with cross-entropy over all items, early-stops on validation NDCG@10
 and is tested on the last item. The run checkpoints to ``--output-dir`` after every epoch; calling
 again resumes it. Published numbers on this split are printed alongside for orientation (they come
 from the TIGER paper, Rajput et al. 2023, Table 2), but the baseline measured in this run is popularity.
+Popularity is scored from its ranked list, ties broken by lower item index (the rule every bench uses, see
+:mod:`genrec.baselines.popularity`). Every run counts one look at the test split for its SASRec
+configuration in ``bench/results/test_evaluations.json`` and records the count.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import ROOT, markdown_table, record
+from bench.common import ROOT, count_test_evaluation, markdown_table, record, save_model_predictions
 from genrec.baselines import Popularity, SASRecConfig, train_sasrec
 from genrec.data import load_amazon_p5
-from genrec.eval import evaluate_recommender
+from genrec.eval import evaluate_lists, evaluate_recommender
 from genrec.utils import configure_threads, shared_dataset
 
 NAME = "seqrec_beauty_baselines"
@@ -34,6 +38,8 @@ PUBLISHED = {
     "TIGER (TIGER paper)": {"recall@5": 0.0454, "recall@10": 0.0648, "ndcg@5": 0.0321, "ndcg@10": 0.0384},
 }
 COLUMNS = ["model", "recall@5", "recall@10", "ndcg@5", "ndcg@10"]
+# SASRecConfig fields that do not change the tested model, left out of the test-evaluation count's key.
+NOT_MODEL_SETTINGS = ("num_threads", "time_budget_s")
 
 
 def parse_args() -> argparse.Namespace:
@@ -54,6 +60,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: $GENREC_THREADS)")
     p.add_argument("--time-budget-min", type=float, default=None, help="training wall-time cap for this call")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --output-dir")
+    p.add_argument(
+        "--save-predictions",
+        metavar="PATH",
+        type=Path,
+        default=None,
+        help="write SASRec's and Popularity's test top-10 as JSONL at PATH with the model's name before "
+        "the extension (PATH.sasrec.jsonl, PATH.popularity.jsonl)",
+    )
     return p.parse_args()
 
 
@@ -125,7 +139,10 @@ def main() -> None:
     start = time.perf_counter()
     popularity = Popularity().fit(dataset)
     pop_fit_s = time.perf_counter() - start
-    pop, pop_eval_s, _ = timed_eval(popularity, test)
+    start = time.perf_counter()
+    pop_top, _ = popularity.recommend(test.histories, 10)
+    pop = evaluate_lists(pop_top, test.targets, dataset.num_items, KS)
+    pop_eval_s = time.perf_counter() - start
 
     start = time.perf_counter()
     model = train_sasrec(dataset, config, output_dir=args.output_dir, resume=not args.fresh)
@@ -133,6 +150,15 @@ def main() -> None:
     history = model.history
     sas, sas_eval_s, sas_eval_cpu_s = timed_eval(model, test)
     sas_excl, _, _ = timed_eval(model, test, exclude_history=True)
+    tested = {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_MODEL_SETTINGS}
+    test_evaluations = count_test_evaluation(NAME, tested)
+    saved: dict[str, str | None] = {}
+    if args.save_predictions is not None:
+        sas_top, _ = model.recommend(test.histories, 10)
+        for name, lists in (("SASRec", sas_top), ("Popularity", pop_top)):
+            saved[name] = save_model_predictions(
+                args.save_predictions, name, test.users, lists, dataset.catalog
+            )
     best = max((h for h in history if "valid_ndcg@10" in h), key=lambda h: h["valid_ndcg@10"])
     early_stopped = len(history) - best["epoch"] >= config.patience * config.eval_every
     finished = early_stopped or len(history) >= config.epochs
@@ -165,7 +191,8 @@ def main() -> None:
     )
     summary = f"""
 Amazon Beauty (P5 split, {dataset.num_users:,} users, {dataset.num_items:,} items), leave-one-out,
-full ranking over all items, **all {len(test):,} test users**, pessimistic ties, history not excluded.
+full ranking over all items, **all {len(test):,} test users**, history not excluded; SASRec's scores
+count ties pessimistically, Popularity breaks them by lower item index.
 SASRec: {config.layers} layers, hidden {config.hidden}, {config.heads} head(s), dropout {config.dropout},
 max_len {config.max_len}, lr {config.lr}, batch {config.batch_size}, cross-entropy over all items;
 {len(history)} epochs ({status}), best validation NDCG@10 at epoch {best["epoch"]}.
@@ -180,7 +207,9 @@ NDCG@10 {sas_excl["ndcg@10"]:.4f}.
 Wall times: SASRec training {total_train_s / 60:.1f} min in total over all sessions
 ({session_train_s / 60:.1f} min in this call, {threads} torch threads, CPU shared with other jobs);
 test evaluation of all {len(test):,} users × {dataset.num_items:,} items {sas_eval_s:.1f} s wall
-({sas_eval_cpu_s:.1f} s CPU); popularity evaluation {pop_eval_s:.1f} s.
+({sas_eval_cpu_s:.1f} s CPU); popularity evaluation {pop_eval_s:.1f} s. Test split scored
+{test_evaluations["this_config"]} time(s) with this SASRec configuration, {test_evaluations["all_configs"]}
+with any (counted since the counter was added).
 
 ![SASRec validation curve](img/{FIGURE.name})
 """
@@ -207,6 +236,8 @@ test evaluation of all {len(test):,} users × {dataset.num_items:,} items {sas_e
             "finished": finished,
             "history": history,
             "figure": str(FIGURE.relative_to(ROOT)),
+            "test_evaluations": test_evaluations,
+            **({"predictions": saved} if saved else {}),
         },
     )
 

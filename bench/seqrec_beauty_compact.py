@@ -5,8 +5,11 @@ with trie-constrained beam search; SASRec and Popularity are trained in the same
 TIGER's published numbers are printed beside them for reference (not re-run).
 
     python -m bench.seqrec_beauty_compact [--config recipes/compact_beauty.yaml] [--threads 2]
+        [--save-predictions runs/preds.jsonl]  # -> runs/preds.{compact-sid-llama,sasrec,popularity}.jsonl
 
-Re-running resumes every model from ``--work-dir`` (default ``runs/seqrec_beauty_compact``).
+Re-running resumes every model from ``--work-dir`` (default ``runs/seqrec_beauty_compact``). Popularity
+breaks ties by lower item index (see :mod:`genrec.baselines.popularity`); every run counts one look at the
+test split in ``bench/results/test_evaluations.json`` and records the count.
 """
 
 from __future__ import annotations
@@ -14,15 +17,23 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from bench.common import markdown_table, record
+from bench.common import count_test_evaluation, markdown_table, record, save_model_predictions
 from genrec.baselines import Popularity, SASRecConfig, train_sasrec
 from genrec.data import load_amazon_p5
-from genrec.eval import catalog_coverage, evaluate_lists, evaluate_recommender, valid_item_rate
+from genrec.eval import (
+    bootstrap_interval,
+    catalog_coverage,
+    evaluate_lists,
+    evaluate_recommender,
+    topk_ranks,
+    valid_item_rate,
+)
 from genrec.model.compact import CompactTrainingConfig, train_compact
 from genrec.sid import load_or_build_semantic_ids
 from genrec.utils import configure_threads, read_json, shared_dataset
@@ -30,6 +41,8 @@ from genrec.utils import configure_threads, read_json, shared_dataset
 # TIGER (Rajput et al., NeurIPS 2023), Table 2, Beauty.
 TIGER = {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384}
 KS = (5, 10)
+# Training settings that do not change the tested model, left out of the test-evaluation count's key.
+NOT_MODEL_SETTINGS = ("output_dir", "num_threads", "resume", "max_minutes")
 
 
 def main() -> None:
@@ -41,6 +54,12 @@ def main() -> None:
     parser.add_argument("--sasrec-minutes", type=float, default=15.0, help="SASRec training budget per call")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
+    parser.add_argument(
+        "--save-predictions",
+        metavar="PATH",
+        default=None,
+        help="write each model's test top-10 as JSONL at PATH with the model's name before the extension",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     threads = configure_threads(args.threads)
@@ -64,6 +83,7 @@ def main() -> None:
     popularity = Popularity().fit(dataset)
     pop_top, _ = popularity.recommend(test.histories, 10)
     results["Popularity"] = evaluate_lists(pop_top, test.targets, dataset.num_items, KS)
+    predictions = {"Popularity": pop_top}
     walls["popularity"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -73,12 +93,12 @@ def main() -> None:
     t = time.perf_counter()
     top, _ = compact.recommend(test.histories, k=10, num_beams=args.beams, batch_size=64, progress=True)
     walls["compact_test"] = time.perf_counter() - t
+    predictions["Compact SID Llama"] = top
     t = time.perf_counter()
-    sasrec = train_sasrec(
-        dataset,
-        SASRecConfig(epochs=args.sasrec_epochs, num_threads=threads, time_budget_s=60 * args.sasrec_minutes),
-        output_dir=work / "sasrec",
+    sasrec_config = SASRecConfig(
+        epochs=args.sasrec_epochs, num_threads=threads, time_budget_s=60 * args.sasrec_minutes
     )
+    sasrec = train_sasrec(dataset, sasrec_config, output_dir=work / "sasrec")
     walls["sasrec_train"] = time.perf_counter() - t
     t = time.perf_counter()
     sas_top, _ = sasrec.recommend(test.histories, 10)
@@ -88,11 +108,28 @@ def main() -> None:
         "valid_item_rate": valid_item_rate(sas_top, dataset.num_items),
     }
     walls["sasrec_test"] = time.perf_counter() - t
+    predictions["SASRec"] = sas_top
+    tested = {
+        "compact_training": {k: v for k, v in asdict(config).items() if k not in NOT_MODEL_SETTINGS},
+        "beams": args.beams,
+        "sasrec_epochs": args.sasrec_epochs,
+    }
+    test_evaluations = count_test_evaluation("seqrec_beauty_compact", tested)
+    saved = {
+        name: save_model_predictions(args.save_predictions, name, test.users, lists, dataset.catalog)
+        for name, lists in predictions.items()
+    }
 
     state = read_json(work / "compact" / "trainer_state.json")
     tokens_per_s = float(np.mean([h["tokens_per_s"] for h in state["history"]]))
     walls["compact_train_epochs"] = float(sum(h["train_s"] for h in state["history"]))
-    results["Compact SID Llama (ours)"] = evaluate_lists(top, test.targets, dataset.num_items, KS)
+    ranks = topk_ranks(top, test.targets).numpy()
+    results["Compact SID Llama (ours)"] = {
+        **evaluate_lists(top, test.targets, dataset.num_items, KS),
+        "recall@10_ci95": list(bootstrap_interval(ranks <= 10)),
+        "ndcg@10_ci95": list(bootstrap_interval(np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0))),
+        "test_evaluations": test_evaluations["this_config"],
+    }
     results["TIGER (published)"] = dict(TIGER)
 
     columns = ["model", "recall@5", "ndcg@5", "recall@10", "ndcg@10", "coverage@10", "valid_item_rate"]
@@ -119,7 +156,9 @@ def main() -> None:
         f"Ours / SASRec: R@10 x{ratios['vs_SASRec']['recall@10']:.2f}, "
         f"N@10 x{ratios['vs_SASRec']['ndcg@10']:.2f}; "
         f"ours / TIGER (published): R@10 x{ratios['vs_TIGER (published)']['recall@10']:.2f}, "
-        f"N@10 x{ratios['vs_TIGER (published)']['ndcg@10']:.2f}."
+        f"N@10 x{ratios['vs_TIGER (published)']['ndcg@10']:.2f}. Test split scored "
+        f"{test_evaluations['this_config']} time(s) with this configuration, "
+        f"{test_evaluations['all_configs']} with any (counted since the counter was added)."
     )
     print(summary)
     record(
@@ -132,10 +171,14 @@ def main() -> None:
         extra={
             "ratios": ratios,
             "compact_config": state["config"],
+            "sasrec_config": asdict(sasrec_config),
+            "sasrec_epochs_trained": len(sasrec.history),
             "training_history": state["history"],
             "tokens_per_s": tokens_per_s,
             "test_ms_per_user": test_ms,
             "beams": args.beams,
+            "test_evaluations": test_evaluations,
+            **({"predictions": saved} if args.save_predictions else {}),
         },
     )
 

@@ -25,7 +25,7 @@ import numpy as np
 from bench.common import ROOT, markdown_table, record
 from genrec.data import load_amazon_p5
 from genrec.embed import encode_items
-from genrec.sid import SemanticIDs, build_semantic_ids, code_diagnostics
+from genrec.sid import SemanticIDs, build_semantic_ids, category_purity, code_diagnostics, item_labels
 from genrec.utils import configure_threads, shared_dataset
 
 PLOT = ROOT / "docs" / "img" / "sid_beauty_code_usage.png"
@@ -37,16 +37,6 @@ def lsh_codes(x: np.ndarray, levels: int, bits: int, seed: int) -> np.ndarray:
     planes = rng.standard_normal((x.shape[1], levels * bits)).astype(np.float32)
     signs = (x @ planes > 0).reshape(len(x), levels, bits).astype(np.int64)
     return (signs << np.arange(bits)).sum(-1)
-
-
-def category_purity(first_level: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of items whose category equals the most common category of their first-level code."""
-    pairs = first_level.astype(np.int64) * (labels.max() + 1) + labels
-    uniq, counts = np.unique(pairs, return_counts=True)
-    best: dict[int, int] = {}
-    for key, c in zip((uniq // (labels.max() + 1)).tolist(), counts.tolist()):
-        best[key] = max(best.get(key, 0), c)
-    return sum(best.values()) / len(labels)
 
 
 def summarise(diag: dict[str, Any], purity: float, seconds: float) -> dict[str, Any]:
@@ -118,8 +108,7 @@ def main() -> None:
     t_cached = time.perf_counter() - t0
     assert np.array_equal(emb, emb_cached)
 
-    labels_text = [" > ".join(item.categories[:3]) for item in catalog]
-    _, labels = np.unique(labels_text, return_inverse=True)
+    labels = item_labels(catalog)
     levels, size = 3, 256
     results: dict[str, dict[str, Any]] = {}
     codes_for_plot: dict[str, np.ndarray] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: $GENREC_THREADS or all)"
+        "--threads", type=int, default=None, help="torch CPU threads (default: $GENREC_THREADS or idle CPUs)"
     )
 
 
@@ -38,21 +38,29 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_sid(args: argparse.Namespace) -> int:
     from genrec.data import load_dataset
-    from genrec.embed import encode_items
-    from genrec.sid import build_semantic_ids
+    from genrec.embed import cooccurrence_pairs, encode_item_modalities
+    from genrec.sid import build_multimodal_semantic_ids, build_semantic_ids
+    from genrec.sid.multimodal import parse_modality_map
     from genrec.utils import configure_threads
 
     configure_threads(args.threads)
+    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     ds = load_dataset(args.dataset)
-    emb = encode_items(ds.catalog, model=args.model)
-    sid = build_semantic_ids(
-        emb,
-        method=args.method,
-        levels=args.levels,
-        codebook_size=args.codebook_size,
-        seed=args.seed,
-        catalog=ds.catalog,
-    )
+    emb = encode_item_modalities(ds.catalog, modalities, args.model, args.image_encoder)
+    common = {"method": args.method, "codebook_size": args.codebook_size, "seed": args.seed}
+    if modalities == ["text"] and args.layout == "fused" and not args.behaviour:
+        sid = build_semantic_ids(emb["text"], levels=args.levels, catalog=ds.catalog, **common)
+    else:
+        per_modality = args.layout == "per-modality"
+        sid = build_multimodal_semantic_ids(
+            emb,
+            layout="per_modality" if per_modality else "fused",
+            levels=parse_modality_map(args.modality_levels, int) if per_modality else args.levels,
+            weights=parse_modality_map(args.modality_weights),
+            behaviour_pairs=cooccurrence_pairs(ds.train_sequences()) if args.behaviour else None,
+            catalog=ds.catalog,
+            **common,
+        )
     sid.save_pretrained(args.output_dir)
     print(json.dumps(sid.diagnostics, indent=2, default=float))
     print(f"saved: {args.output_dir}")
@@ -81,10 +89,21 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from genrec.model import GenerativeRecommender
 
     catalog = load_dataset(args.dataset).catalog if args.dataset else None  # default: the saved catalog
+    from genrec.model.explain import ExplanationConfig
+
     rec = GenerativeRecommender.from_pretrained(args.model_dir, catalog)
-    result = rec.generate([args.history], num_items=args.num_items, num_beams=args.num_beams)[0]
+    result = rec.generate(
+        [args.history],
+        num_items=args.num_items,
+        num_beams=args.num_beams,
+        explain=args.explain,
+        explanation=ExplanationConfig(max_new_tokens=args.max_new_tokens),
+        explainer=args.explainer,
+    )[0]
     for rank, (item_id, title, score) in enumerate(zip(result.item_ids, result.titles, result.scores), 1):
         print(f"{rank:>2}. {item_id:<12} {score:8.3f}  {title}")
+        if args.explain:
+            print(f"    {result.explanations[rank - 1]}")
     return 0
 
 
@@ -133,6 +152,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=3)
     p.add_argument("--codebook-size", type=int, default=256)
     p.add_argument("--model", default=None, help="sentence-transformers model name or path (default MiniLM)")
+    p.add_argument("--modalities", default="text", help="comma-separated: text, image (default text)")
+    p.add_argument(
+        "--image-encoder",
+        default=None,
+        help="image encoder: a genrec-pretrained or CLIP/SigLIP folder, or open_clip:ARCH:CHECKPOINT",
+    )
+    p.add_argument("--layout", choices=["fused", "per-modality"], default="fused")
+    p.add_argument(
+        "--modality-levels",
+        default="text=2,image=1",
+        help="per-modality layout: levels per modality, in order",
+    )
+    p.add_argument(
+        "--modality-weights", default="", help="fusion weights, e.g. text=0.7,image=0.3 (default 1)"
+    )
+    p.add_argument(
+        "--behaviour",
+        action="store_true",
+        help="align embeddings to training co-occurrence before quantizing",
+    )
     p.add_argument("--seed", type=int, default=0)
     _add_threads(p)
     p.set_defaults(func=_cmd_sid)
@@ -151,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-items", type=int, default=10)
     p.add_argument("--num-beams", type=int, default=20)
     p.add_argument("--dataset", help="check the model against this dataset's catalog (default: saved one)")
+    p.add_argument("--explain", action="store_true", help="explain each item (greedy decoding)")
+    p.add_argument(
+        "--explainer",
+        choices=["adapter", "base"],
+        default="adapter",
+        help="explain with the tuned adapter or the base model (adapter disabled)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=64, help="explanation length limit in tokens")
     p.set_defaults(func=_cmd_recommend)
 
     p = sub.add_parser("thumbnails", help="generate personalized thumbnails with a saved pipeline")

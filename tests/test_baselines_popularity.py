@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from genrec.baselines import Popularity
 from genrec.data.dataset import Catalog, Item, SequenceDataset
 from genrec.errors import EmptyHistoryError
-from genrec.eval import evaluate_recommender, evaluate_scores
+from genrec.eval import evaluate_recommender, evaluate_scores, evaluate_topk
 
 
 @pytest.fixture
@@ -39,8 +40,31 @@ def test_evaluate_recommender_matches_full_matrix(dataset):
     ex = dataset.test_examples()
     full = evaluate_scores(pop.scores(ex.histories), ex.targets, ks=(1, 3))
     assert evaluate_recommender(pop, ex, ks=(1, 3), batch_size=2) == full
-    # targets 4, 4, 5 have count 0 and tie with three other items: pessimistic rank 6
+    # targets 4, 4, 5 have count 0: ranked 5, 5, 6 after 1, 2 (count 3), 0 (count 2) and 3 (index 3 < 4)
     assert full["recall@3"] == 0.0
+
+
+def test_full_scores_and_ranked_list_agree_under_ties():
+    """The one tie rule: count first, then lower index; both evaluation paths must give the same numbers."""
+    catalog = Catalog([Item(str(i)) for i in range(8)])
+    # training counts (seq[:-2]): 5 and 6 four times, 2 and 7 three, 0 two, 3 one, 1 and 4 never
+    seqs = [[2, 5, 6, 0, 1, 3], [6, 2, 5, 7, 4, 2], [0, 3, 5], [7, 6, 1], [3, 1, 4], [2, 5, 6, 7, 5, 6, 0, 1]]
+    ds = SequenceDataset("ties", catalog, [f"u{i}" for i in range(len(seqs))], seqs)
+    pop = Popularity().fit(ds)
+    ex = ds.test_examples()
+    items, counts = pop.recommend(ex.histories, k=8)
+    np.testing.assert_array_equal(items[0], [5, 6, 2, 7, 0, 3, 1, 4])
+    np.testing.assert_array_equal(counts[0], [4, 4, 3, 3, 2, 1, 0, 0])
+    for ks in [(1, 2, 3), (4, 5, 8)]:
+        listed = evaluate_topk(items, ex.targets, ks=ks)
+        assert evaluate_recommender(pop, ex, ks=ks, batch_size=4) == pytest.approx(listed, abs=1e-12)
+    # the ties matter here: pessimistic ranks over the raw counts put target 2 (tied with 7) outside the top 3
+    raw = torch.from_numpy(pop.counts).expand(len(ex), -1)
+    assert (
+        evaluate_scores(raw, ex.targets, ks=(3,))["recall@3"]
+        < evaluate_topk(items, ex.targets, ks=(3,))["recall@3"]
+    )
+    assert torch.unique(pop.scores(ex.histories[:1])).numel() == 8  # no two items tie in the scores
 
 
 def test_exclude_history_helps_when_history_holds_the_top_items(dataset):

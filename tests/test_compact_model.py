@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genrec.data.dataset import Catalog, Item, SequenceDataset
-from genrec.errors import CheckpointMismatchError, EmptyHistoryError
+from genrec.errors import CheckpointMismatchError
 from genrec.model.compact import (
     CompactConfig,
     CompactRecommender,
@@ -68,8 +68,35 @@ def test_prompts_are_left_padded_and_truncated(dataset):
     assert ids.shape == (2, 1 + 3 * TINY.max_items)
     assert mask[0].sum() == 4 and mask[0, -4:].all() and mask[1].all()
     np.testing.assert_array_equal(ids[1, 1:4].numpy(), rec.item_token_ids[10 - TINY.max_items])
-    with pytest.raises(EmptyHistoryError):
-        rec.encode_histories([np.array([], dtype=np.int64)])
+    ids, mask = rec.encode_histories([np.array([], dtype=np.int64), np.array([1])])
+    assert ids[0, -1] == rec.tokenizer.bos_token_id and mask[0].tolist() == [0, 0, 0, 1]
+
+
+def test_cold_start_generates_the_most_likely_items_after_bos(dataset):
+    """``generate([])`` decodes from ``<bos>`` alone, the prompt whole-sequence training gives every
+    user's first item; each score is the model's log-probability of that item's tokens from there."""
+    from llm_tiny import tiny_sid
+
+    from genrec.model import GenerativeRecommender
+
+    sid = tiny_sid(dataset.catalog)
+    tokens = [sid.item_tokens(i) for i in range(N_ITEMS)]
+    compact = CompactRecommender.from_item_tokens(tokens, TINY, dataset.catalog.fingerprint(), seed=3)
+    rec = GenerativeRecommender.from_compact(compact, dataset.catalog, sid)
+    out = rec.generate([], num_items=6, num_beams=12)
+    assert len(set(out.indices.tolist())) == 6 and all(0 <= i < N_ITEMS for i in out.indices)
+    assert out.item_ids == [dataset.catalog[i].id for i in out.indices]
+    compact.model.eval()  # no attention dropout, as in decoding
+    with torch.no_grad():
+        paths = torch.tensor(
+            [[compact.tokenizer.bos_token_id, *compact.item_token_ids[i]] for i in range(N_ITEMS)]
+        )
+        log_probs = torch.log_softmax(compact.model(input_ids=paths).logits[:, :-1].float(), dim=-1)
+        item_lp = log_probs.gather(-1, paths[:, 1:, None]).sum(dim=(1, 2)).numpy()
+    np.testing.assert_allclose(out.scores, item_lp[out.indices], atol=1e-4)
+    assert out.scores[0] == pytest.approx(item_lp.max(), abs=1e-4)  # beam 12 finds the best item here
+    batch = rec.generate([[], [1, 2, 3]], num_items=6, num_beams=12)  # left-padded beside a longer prompt
+    assert batch[0].indices.tolist() == out.indices.tolist()
 
 
 def test_whole_sequence_batch_supervises_every_item_token():

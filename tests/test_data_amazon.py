@@ -1,5 +1,6 @@
 import gzip
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -266,7 +267,10 @@ def test_amazon_reviews_bad_input(tmp_path, lines, match):
             "{'asin': 'a'}\n{'asin': 'b', 'title': open('x')}\n",
             r"m.json:2: neither JSON nor a Python literal",
         ),
-        ("{'asin': 'a'}\n{'asin': 'a'}\n", r"m.json:2: duplicate item id 'a' \(first on line 1\)"),
+        (
+            "{'asin': 'a', 'title': 'A'}\n{'asin': 'b'}\n{'asin': 'a', 'title': 'B'}\n",
+            r"m.json:3: conflicting duplicate item id 'a': record differs from line 1",
+        ),
         ("{'title': 'no id'}\n", r"m.json:1: missing required field 'asin'"),
         ("['a']\n", r"m.json:1: expected an object"),
     ],
@@ -276,6 +280,34 @@ def test_amazon_meta_bad_input(tmp_path, lines, match):
     path.write_text(lines)
     with pytest.raises(DataFormatError, match=match):
         read_amazon_meta(path)
+
+
+def test_amazon_meta_exact_duplicates_kept_once_and_counted(tmp_path, caplog):
+    # line 3 repeats line 1 verbatim; line 4 is the same record as line 2 written as JSON, keys reordered
+    meta = (
+        "{'asin': 'a', 'title': 'Alpha', 'price': 2.5}\n"
+        "{'asin': 'b', 'title': 'Beta', 'categories': [['X', 'Y']]}\n"
+        "{'asin': 'a', 'title': 'Alpha', 'price': 2.5}\n"
+        '{"categories": [["X", "Y"]], "title": "Beta", "asin": "b"}\n'
+    )
+    path = _gz(tmp_path / "meta.json.gz", meta)
+    with caplog.at_level(logging.INFO, logger="genrec.data.amazon"):
+        out = read_amazon_meta(path)
+    assert out == {"a": {"title": "Alpha", "price": 2.5}, "b": {"title": "Beta", "categories": ["X", "Y"]}}
+    assert "skipped 2 exact duplicate metadata records" in caplog.text
+    assert read_amazon_meta(path, keep={"b"}) == {"b": out["b"]}
+
+
+def test_amazon_meta_conflicting_duplicate_names_both_lines(tmp_path):
+    rows = [{"asin": "a", "title": "Alpha"}, {"asin": "c"}, {"asin": "a", "title": "Alpha"}]
+    rows += [{"parent_asin": "a", "title": "Alpha v2"}]  # the 2023 key counts as the same id
+    path = tmp_path / "meta.jsonl"
+    path.write_text(_jsonl(rows))
+    with pytest.raises(
+        DataFormatError, match=r"meta.jsonl:4: .*item id 'a': record differs from line 1"
+    ) as err:
+        read_amazon_meta(path, keep={"c"})  # conflicts are errors even for ids that are not kept
+    assert (err.value.path, err.value.line) == (str(path), 4)
 
 
 def test_review_format_argument_is_checked(tmp_path):

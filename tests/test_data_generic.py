@@ -114,3 +114,31 @@ def test_items_jsonl_bad_input(tmp_path, lines, match):
     path.write_text(lines)
     with pytest.raises(DataFormatError, match=match):
         read_items_jsonl(path)
+
+
+@pytest.mark.parametrize("column", ["user", "item", "timestamp"])
+def test_generic_null_required_value_names_file_line_field(tmp_path, column):
+    rows = [
+        {"user": "u", "item": "a", "timestamp": 1},
+        {"user": "u", "item": "b", "timestamp": 2, column: None},
+    ]
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFormatError, match=rf"e.jsonl:2: required field\(s\) {column} are null"):
+        load_generic(path)
+
+
+def test_items_jsonl_null_is_missing_not_none(tmp_path):
+    rows = [
+        {"id": "a", "title": None, "brand": None, "categories": ["k1", None], "image": None, "rank": 0},
+        {"id": None, "title": "no id"},
+    ]
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps(rows[0]) + "\n")
+    item = read_items_jsonl(path)["a"]
+    assert (item.title, item.image) == ("", None)
+    assert item.fields == {"categories": ["k1"], "rank": 0}  # null brand left out; 0 is a value, kept
+    assert "None" not in json.dumps(item.fields)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataFormatError, match=r"items.jsonl:2: missing required field 'id'"):
+        read_items_jsonl(path)

@@ -212,3 +212,60 @@ def test_sliding_window_cache_matches_hf_generate(trie):
     ref, ref_scores = hf_constrained_generate(mistral, ids, mask, trie, num_beams=6, num_return=6)
     assert torch.equal(ours, ref)
     torch.testing.assert_close(our_scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_restricted_scores_normalise_over_the_given_tokens_only(model, trie):
+    """With ``score_ids`` each step's softmax runs over those tokens: exhaustive check on a full beam."""
+    ids, mask = left_padded([6])
+    score_ids = torch.arange(10, 40)  # every item token (10..35) and a few others
+    n = trie.num_items
+    items, scores = constrained_beam_search(
+        model, ids, mask, trie, num_beams=n + 16, num_return=n, score_ids=score_ids
+    )
+    paths = torch.as_tensor(trie.token_ids)
+    seqs = torch.cat([ids.expand(n, -1), paths], dim=1)
+    with torch.no_grad():
+        logits = model(seqs).logits.float()[:, ids.shape[1] - 1 : -1]
+    local = torch.log_softmax(logits[..., score_ids], dim=-1)
+    exact = local.gather(-1, (paths - 10).unsqueeze(-1)).squeeze(-1).sum(-1)
+    assert torch.equal(items[0], exact.argsort(descending=True))
+    torch.testing.assert_close(scores[0], exact[items[0]], atol=1e-4, rtol=1e-4)
+    assert (scores[0] > exhaustive_scores(model, ids, trie)[items[0]]).all()  # a smaller softmax: higher
+
+
+def test_blocked_nodes_known_answer():
+    # items: 0 = (1, 5), 1 = (1, 6), 2 = (2, 5); node ids per depth follow sorted (parent, token) order
+    trie = ItemTrie.from_token_ids(np.array([[1, 5], [1, 6], [2, 5]]))
+    depth1, depth2 = trie.blocked_nodes([[0], [0, 1], [2], []])
+    assert depth1.tolist() == [[False, False], [True, False], [False, True], [False, False]]
+    assert depth2.tolist() == [
+        [True, False, False],
+        [True, True, False],
+        [False, False, True],
+        [False, False, False],
+    ]
+    with pytest.raises(ValueError, match="outside"):
+        trie.blocked_nodes([[3]])
+
+
+def test_excluded_items_never_return_and_the_rest_keep_their_order(model, trie):
+    """Masked search == the exhaustive ranking with the excluded items struck out."""
+    ids, mask = left_padded([6, 9])
+    n = trie.num_items
+    exact = [exhaustive_scores(model, ids[b : b + 1, mask[b].bool()], trie) for b in range(2)]
+    # exclude each prompt's own top 5 and a few others, so the masked list must differ from the plain one
+    exclude = [exact[b].argsort(descending=True)[:5].tolist() + [b, 40 + b] for b in range(2)]
+    items, scores = constrained_beam_search(
+        model, ids, mask, trie, num_beams=n + 16, num_return=20, exclude=exclude
+    )
+    for b in range(2):
+        allowed = [i for i in exact[b].argsort(descending=True).tolist() if i not in exclude[b]]
+        assert items[b].tolist() == allowed[:20]
+        torch.testing.assert_close(scores[b], exact[b][items[b]], atol=1e-4, rtol=1e-4)
+    narrow, _ = constrained_beam_search(model, ids, mask, trie, num_beams=10, num_return=10, exclude=exclude)
+    for b in range(2):
+        assert not set(narrow[b].tolist()) & set(exclude[b]) and len(set(narrow[b].tolist())) == 10
+    with pytest.raises(ValueError, match="items left"):
+        constrained_beam_search(model, ids, mask, trie, num_beams=n, num_return=n, exclude=exclude)
+    with pytest.raises(ValueError, match="rows"):
+        constrained_beam_search(model, ids, mask, trie, num_beams=4, exclude=exclude[:1])

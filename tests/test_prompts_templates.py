@@ -110,3 +110,55 @@ def test_only_seqrec_has_cold_start(tmp_path):
     """
     with pytest.raises(TemplateError, match="only applies to seqrec"):
         load_template(write(tmp_path, text))
+
+
+EXPLANATION = """
+task: explanation
+variables: []
+optional: [items, target_title, target_brand, target_price]
+answer: "{{ explanation }}"
+phrasings:
+  - "Bought: {% for it in items %}{{ it.title }} ({{ it.price }}); {% endfor %}Why {{ target_title }}?"
+  - "Why {{ target_title }}{% if target_brand %} by {{ target_brand }}{% endif %} after {{ items[-1].title }}"
+"""
+
+
+def test_explanation_template_renders_item_attributes(tmp_path):
+    t = load_template(write(tmp_path, EXPLANATION))
+    values = {
+        "items": [{"sid": "<a_1>", "title": "Soap", "brand": "", "categories": "", "price": "budget"}],
+        "target_title": "Mask",
+        "target_brand": "Acme",
+        "target_price": "",
+        "explanation": "It is a mask from Acme.",
+    }
+    assert t.render_prompt(values, 0) == "Bought: Soap (budget); Why Mask?"
+    assert t.render_prompt(values, 1) == "Why Mask by Acme after Soap"
+    assert t.render_answer(values) == "It is a mask from Acme."
+    shipped = load_templates(names=["explanation"])["explanation"]
+    assert shipped.task == "explanation" and {"items", "target_title"} <= set(shipped.variables)
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [  # a prompt that never names the recommended item, or never shows the history, cannot be explained from
+        (
+            "Why {{ target_title }}?",
+            "Why this?",
+            "phrasing 0: a prompt of task 'explanation' must use one of ['target',",
+        ),
+        (
+            "after {{ items[-1].title }}",
+            "after all",
+            "phrasing 1: a prompt of task 'explanation' must use one of ['hist",
+        ),
+        ('answer: "{{ explanation }}"', 'answer: "You will love it."', "must use one of the task's answer"),
+        ("target_brand, target_price]", "target_brand, rating]", "not available to task 'explanation'"),
+    ],
+)
+def test_explanation_template_without_required_variables_fails_on_load(tmp_path, old, new, message):
+    assert old in EXPLANATION
+    path = write(tmp_path, EXPLANATION.replace(old, new), "explain.yaml")
+    with pytest.raises(TemplateError) as err:
+        load_template(path)
+    assert str(path) in str(err.value) and message in str(err.value)

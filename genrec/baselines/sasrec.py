@@ -48,7 +48,7 @@ class SASRecConfig:
     patience: int = 10  # evaluations without a better validation NDCG@10 before stopping
     eval_every: int = 1  # epochs between validation passes
     seed: int = 0
-    num_threads: int | None = None  # None: $GENREC_THREADS, else all cores
+    num_threads: int | None = None  # None: $GENREC_THREADS, else the idle CPUs (configure_threads)
     time_budget_s: float | None = None  # wall seconds per call; stops resumably before overrunning
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from genrec.data.amazon import Review, load_amazon_p5, load_amazon_reviews, load_reviews, read_amazon_meta
+from genrec.data.attributes import ItemAttributes, PriceBands
 from genrec.data.dataset import Catalog, Item, SequenceDataset, SplitExamples, build_dataset
 from genrec.data.generic import load_generic, read_items_jsonl, write_items_jsonl
 from genrec.data.movielens import (
@@ -18,6 +19,16 @@ from genrec.data.movielens import (
     load_movielens_posters,
     load_movielens_users,
     read_movies_dat,
+)
+from genrec.data.reviews import (
+    ExplanationTarget,
+    FeatureVocabulary,
+    ReviewSplit,
+    dataset_reviews,
+    explanation_targets,
+    extract_features,
+    read_reviews,
+    split_reviews,
 )
 from genrec.data.stats import dataset_stats, plot_length_histogram
 from genrec.data.synthetic import make_synthetic
@@ -90,13 +101,21 @@ def _load_path(path: Path, **kwargs: Any) -> SequenceDataset:
 __all__ = [
     "NAMES",
     "Catalog",
+    "ExplanationTarget",
+    "FeatureVocabulary",
     "Item",
+    "ItemAttributes",
+    "PriceBands",
     "Review",
+    "ReviewSplit",
     "SequenceDataset",
     "SplitExamples",
     "build_dataset",
     "clean_text",
+    "dataset_reviews",
     "dataset_stats",
+    "explanation_targets",
+    "extract_features",
     "load_amazon_p5",
     "load_amazon_reviews",
     "load_dataset",
@@ -111,5 +130,7 @@ __all__ = [
     "read_amazon_meta",
     "read_items_jsonl",
     "read_movies_dat",
+    "read_reviews",
+    "split_reviews",
     "write_items_jsonl",
 ]

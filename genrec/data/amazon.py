@@ -259,24 +259,57 @@ def read_amazon_meta(path: str | Path, keep: set[str] | None = None) -> dict[str
 
     2014 files hold Python literals (single quotes) and are parsed with ``ast.literal_eval``, never
     ``eval``; 2018/2023 files are JSON. Only ids in ``keep`` are retained (metadata dumps are large).
+
+    Raw dumps repeat some records verbatim: the first copy is kept and the rest are counted and logged.
+    A repeated id whose record differs raises :class:`DataFormatError` naming both lines.
     """
     path = Path(path)
     out: dict[str, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
+    first: dict[str, tuple[int, int]] = {}  # id -> (line number, hash of the line's text)
+    duplicates = 0
+    differing_text: list[tuple[str, int, int]] = []  # (id, first line, later line): same content?
     for number, line in iter_lines(path):
         record = _parse_meta_line(line, path, number)
         item_id = record.get("parent_asin") or record.get("asin")
         if not item_id:
             raise DataFormatError("missing required field 'asin' (or 'parent_asin')", path, number)
         item_id = str(item_id)
-        if item_id in first_line:
-            raise DataFormatError(
-                f"duplicate item id {item_id!r} (first on line {first_line[item_id]})", path, number
-            )
-        first_line[item_id] = number
+        line_hash = hash(line)  # a hash, not the record: memory stays small on multi-GB dumps
+        if item_id in first:
+            duplicates += 1
+            first_number, first_hash = first[item_id]
+            if line_hash != first_hash:
+                differing_text.append((item_id, first_number, number))
+            continue
+        first[item_id] = (number, line_hash)
         if keep is None or item_id in keep:
             out[item_id] = _normalise_meta(record)
+    if differing_text:
+        _check_duplicates_match(path, differing_text)
+    if duplicates:
+        logger.info(
+            "%s: skipped %d exact duplicate metadata records (the first of each is kept)", path, duplicates
+        )
     return out
+
+
+def _check_duplicates_match(path: Path, pairs: list[tuple[str, int, int]]) -> None:
+    """Re-read only the lines whose text differs: equal records formatted differently are exact duplicates.
+
+    A second pass over the few suspect lines is cheaper than canonicalising every record of a large dump.
+    """
+    wanted = {n for _, first, later in pairs for n in (first, later)}
+    records: dict[int, dict[str, Any]] = {}
+    for number, line in iter_lines(path):
+        if number in wanted:
+            records[number] = _parse_meta_line(line, path, number)
+            if len(records) == len(wanted):
+                break
+    for item_id, first, later in pairs:
+        if records[first] != records[later]:
+            raise DataFormatError(
+                f"conflicting duplicate item id {item_id!r}: record differs from line {first}", path, later
+            )
 
 
 def _parse_meta_line(line: str, path: Path, number: int) -> dict[str, Any]:

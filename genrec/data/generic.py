@@ -3,6 +3,10 @@
 Interactions need ``user``, ``item`` and ``timestamp`` columns (names configurable); timestamps may be
 numbers or ISO-8601 strings. Items need ``id``; ``title`` and ``image`` are optional and every other key
 goes to ``Item.fields``. Relative image paths are resolved against the items file's folder.
+
+JSON ``null`` means missing, never the text ``"None"``: a null required value (interaction columns, item
+``id``) raises :class:`DataFormatError` naming file, line and field; a null optional item key is left out
+of ``Item.fields`` (and null list elements are dropped), so templates see it as absent.
 """
 
 from __future__ import annotations
@@ -61,7 +65,10 @@ def load_generic(
 
 
 def read_items_jsonl(path: str | Path) -> dict[str, Item]:
-    """Items keyed by id, in file order. ``id`` is required and unique; strings are HTML-unescaped."""
+    """Items keyed by id, in file order. ``id`` is required and unique; strings are HTML-unescaped.
+
+    A null value counts as absent (see the module docstring): it never reaches a template as "None".
+    """
     path = Path(path)
     items: dict[str, Item] = {}
     first: dict[str, int] = {}
@@ -75,10 +82,10 @@ def read_items_jsonl(path: str | Path) -> dict[str, Item]:
                 f"duplicate item id {item_id!r} (first on line {first[item_id]})", path, number
             )
         first[item_id] = number
-        fields: dict[str, Any] = {
-            k: clean_text(v) if isinstance(v, str) else v
+        fields = {
+            k: _field_value(v)
             for k, v in record.items()
-            if k not in ("id", "title", "image")
+            if k not in ("id", "title", "image") and v is not None
         }
         image = record.get("image")
         if image and "://" not in str(image):
@@ -108,6 +115,15 @@ def write_items_jsonl(items: Iterable[Item], path: str | Path) -> Path:
     return path
 
 
+def _field_value(value: Any) -> Any:
+    """Strings HTML-unescaped; nulls inside lists dropped, since templates would print them as "None"."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, list):
+        return [v for v in value if v is not None]
+    return value
+
+
 def _iter_table(path: Path, columns: tuple[str, ...]):
     """Rows of a CSV/TSV (header required) or JSON Lines file as ``(line_number, dict)``."""
     suffixes = [s for s in path.suffixes if s != ".gz"]
@@ -117,6 +133,9 @@ def _iter_table(path: Path, columns: tuple[str, ...]):
             missing = [c for c in columns if c not in record]
             if missing:
                 raise DataFormatError(f"missing required field(s) {', '.join(missing)}", path, number)
+            null = [c for c in columns if record[c] is None]
+            if null:  # str(None) would make a user, item or time called "None"
+                raise DataFormatError(f"required field(s) {', '.join(null)} are null", path, number)
             yield number, record
         return
     if kind not in (".csv", ".tsv"):

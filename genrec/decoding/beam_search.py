@@ -13,6 +13,7 @@ tests check that both return the same lists.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
 import torch
 from transformers import DynamicCache, GenerationConfig, PreTrainedModel
@@ -162,13 +163,31 @@ def _prefill(
     return logits, merged
 
 
-def _check_widths(trie: ItemTrie, num_beams: int, num_return: int) -> None:
+def _check_widths(
+    trie: ItemTrie, num_beams: int, num_return: int, exclude: Sequence[Sequence[int]] | None = None
+) -> None:
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     if not 1 <= num_return <= num_beams:
         raise ValueError(f"num_return must be in [1, num_beams={num_beams}], got {num_return}")
     if num_return > trie.num_items:
         raise ValueError(f"num_return={num_return} exceeds the {trie.num_items} items in the trie")
+    for u, items in enumerate(exclude or []):
+        left = trie.num_items - len(set(int(i) for i in items))
+        if num_return > left:
+            raise ValueError(
+                f"num_return={num_return} exceeds the {left} items left for prompt {u} after exclusion"
+            )
+
+
+def _log_probs(logits: torch.Tensor, score_ids: torch.Tensor | None) -> torch.Tensor:
+    """Log-softmax over the whole vocabulary, or over ``score_ids`` only (-inf elsewhere)."""
+    logits = logits.float()
+    if score_ids is None:
+        return torch.log_softmax(logits, dim=-1)
+    out = torch.full_like(logits, float("-inf"))
+    out[..., score_ids] = torch.log_softmax(logits[..., score_ids], dim=-1)
+    return out
 
 
 @torch.no_grad()
@@ -180,6 +199,8 @@ def constrained_beam_search(
     num_beams: int = 10,
     num_return: int | None = None,
     max_padding: float = 0.05,
+    score_ids: torch.Tensor | None = None,
+    exclude: Sequence[Sequence[int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``num_return`` items per prompt by summed token log-probability, best first.
 
@@ -189,9 +210,16 @@ def constrained_beam_search(
     than the catalog is fine as long as ``num_return`` does not exceed the number of items.
     The prompts are encoded in groups of similar length so that at most ``max_padding`` of each group's
     prefill tokens are padding (1.0 = one padded batch, as before).
+
+    ``score_ids``: normalise each step's softmax over these token ids only, the rule a model trained with
+    the SID-restricted loss was trained under (None = the whole vocabulary). ``exclude[b]``: item indices
+    prompt ``b`` must not get (e.g. its history); their subtrees are masked inside the search, so all
+    ``num_return`` items are new.
     """
     num_return = num_beams if num_return is None else num_return
-    _check_widths(trie, num_beams, num_return)
+    _check_widths(trie, num_beams, num_return, exclude)
+    if exclude is not None and len(exclude) != input_ids.shape[0]:
+        raise ValueError(f"exclude has {len(exclude)} rows for {input_ids.shape[0]} prompts")
     if input_ids.shape != attention_mask.shape:
         raise ValueError(
             f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} differ"
@@ -206,7 +234,9 @@ def constrained_beam_search(
     params = _forward_params(model)
     last_logits, cache = _prefill(model, params, input_ids, attention_mask, max_padding)
     cache_kwargs = _cache_kwargs(params, cache)
-    log_probs = torch.log_softmax(last_logits.float(), dim=-1)  # (B * beams, V)
+    score_ids = None if score_ids is None else torch.as_tensor(score_ids, device=device)
+    blocked = trie.blocked_nodes(exclude, device) if exclude is not None else None
+    log_probs = _log_probs(last_logits, score_ids)  # (B * beams, V)
     vocab = log_probs.shape[-1]
     tree = _supports_tree_attention(model, cache)
     mask_dtype = model.dtype
@@ -219,7 +249,11 @@ def constrained_beam_search(
         cand_tokens = trie.child_tokens[d][node]  # (B, beams, C)
         cand_nodes = trie.child_nodes[d][node]
         cand_lp = log_probs.view(batch, beams, vocab).gather(-1, cand_tokens.clamp(min=0))
-        total = (score.unsqueeze(-1) + cand_lp).masked_fill(cand_nodes < 0, float("-inf"))
+        dead = cand_nodes < 0
+        if blocked is not None:
+            flat_nodes = cand_nodes.clamp(min=0).view(batch, -1)
+            dead = dead | blocked[d].gather(1, flat_nodes).view_as(cand_nodes)
+        total = (score.unsqueeze(-1) + cand_lp).masked_fill(dead, float("-inf"))
         width = cand_tokens.shape[-1]
         new_beams = min(num_beams, beams * width)
         score, flat = total.view(batch, -1).topk(new_beams, dim=-1)
@@ -269,7 +303,7 @@ def constrained_beam_search(
             use_cache=True,
             **cache_kwargs,
         )
-        log_probs = torch.log_softmax(out.logits.float(), dim=-1)
+        log_probs = _log_probs(out.logits, score_ids)
     items = trie.leaf_items[node[:, :num_return]]
     return items, score[:, :num_return]
 

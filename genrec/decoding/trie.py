@@ -23,6 +23,7 @@ class ItemTrie:
     child_nodes: tuple[torch.Tensor, ...]  # per depth: (num_nodes_d, max_children_d) int64, -1 = none
     leaf_items: torch.Tensor  # (num_items,) item index of each depth-L node
     token_ids: np.ndarray  # (num_items, L) the codes it was built from
+    item_nodes: np.ndarray  # (num_items, L) the depth-(d+1) node on item i's path, column d
 
     @classmethod
     def from_token_ids(cls, token_ids: np.ndarray | torch.Tensor) -> ItemTrie:
@@ -39,7 +40,7 @@ class ItemTrie:
         n_items, depth = codes.shape
         node = np.zeros(n_items, dtype=np.int64)  # each item's node at the current depth
         num_nodes = 1
-        child_tokens, child_nodes = [], []
+        child_tokens, child_nodes, item_nodes = [], [], []
         for d in range(depth):
             # A child is a distinct (parent node, token) pair; np.unique numbers them in sorted order,
             # which groups children by parent and orders each parent's children by token id.
@@ -56,6 +57,7 @@ class ItemTrie:
             child_tokens.append(torch.from_numpy(tokens))
             child_nodes.append(torch.from_numpy(nodes))
             node, num_nodes = child_of_item.reshape(-1), len(pairs)
+            item_nodes.append(node)
         if num_nodes != n_items:
             leaf_count = np.bincount(node, minlength=num_nodes)
             dup = np.flatnonzero(leaf_count[node] > 1)[:2]
@@ -65,7 +67,13 @@ class ItemTrie:
             )
         leaf_items = np.empty(n_items, dtype=np.int64)
         leaf_items[node] = np.arange(n_items)
-        return cls(tuple(child_tokens), tuple(child_nodes), torch.from_numpy(leaf_items), codes)
+        return cls(
+            tuple(child_tokens),
+            tuple(child_nodes),
+            torch.from_numpy(leaf_items),
+            codes,
+            np.stack(item_nodes, axis=1),
+        )
 
     @property
     def depth(self) -> int:
@@ -106,6 +114,30 @@ class ItemTrie:
                 out[i] = int(self.leaf_items[node])
         return out
 
+    def blocked_nodes(
+        self, exclude: Sequence[Sequence[int]], device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Per depth ``d``, a ``(len(exclude), num_nodes_{d+1})`` mask of nodes whose every item is excluded.
+
+        Row ``u`` masks the subtrees that hold only items of ``exclude[u]``: beam search never enters
+        them, so a user's beams are spent on items still allowed instead of dying at the last level.
+        """
+        device = self.leaf_items.device if device is None else device
+        rows = [np.unique(np.asarray(items, dtype=np.int64)) for items in exclude]
+        for u, items in enumerate(rows):
+            if len(items) and (items[0] < 0 or items[-1] >= self.num_items):
+                raise ValueError(f"exclude[{u}] has item indices outside [0, {self.num_items})")
+        user = np.concatenate([np.full(len(items), u) for u, items in enumerate(rows)] + [np.zeros(0)])
+        items = np.concatenate([*rows, np.zeros(0, dtype=np.int64)]).astype(np.int64)
+        masks = []
+        for d in range(self.depth):
+            num_nodes = len(self.child_tokens[d + 1]) if d + 1 < self.depth else self.num_items
+            leaves = np.bincount(self.item_nodes[:, d], minlength=num_nodes)
+            hits = np.zeros((len(rows), num_nodes), dtype=np.int64)
+            np.add.at(hits, (user.astype(np.int64), self.item_nodes[items, d]), 1)
+            masks.append(torch.from_numpy(hits == leaves[None]).to(device))
+        return tuple(masks)
+
     def to(self, device: torch.device | str) -> ItemTrie:
         """A copy with the tables on ``device`` (beam search gathers from them on the model's device)."""
         return ItemTrie(
@@ -113,4 +145,5 @@ class ItemTrie:
             tuple(t.to(device) for t in self.child_nodes),
             self.leaf_items.to(device),
             self.token_ids,
+            self.item_nodes,
         )

@@ -1,24 +1,31 @@
-"""Pluggable image embeddings and their fusion with text embeddings.
+"""Pluggable image embeddings, cached on disk, and their fusion with text embeddings.
 
 Any image encoder fits: a callable ``paths -> (n, d) array`` or an object with ``.encode(paths)``.
-:class:`CLIPImageEncoder` adapts a transformers ``CLIPModel`` (hub id or local folder). Fusion puts
-modalities on an equal footing by L2-normalising each before concatenating or summing them.
+:class:`CLIPImageEncoder` adapts a transformers CLIP/SigLIP model, :class:`OpenCLIPImageEncoder` an
+open_clip checkpoint, and :func:`load_image_encoder` picks one from a path (including the encoder
+pretrained here, :mod:`genrec.embed.image_pretrain`). Fusion puts modalities on an equal footing by
+L2-normalising each before concatenating or summing them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from genrec.data.dataset import Catalog
-from genrec.embed.encoder import l2_normalize
+from genrec.embed.encoder import default_cache_dir, encode_items, l2_normalize
 from genrec.errors import DataFormatError
+from genrec.utils.io import atomic_write
 from genrec.utils.runtime import get_logger
 
 logger = get_logger(__name__)
+
+IMAGE_CACHE_FORMAT = "genrec-image-embeddings-v1"  # part of the cache file name: bump when the layout changes
 
 
 @runtime_checkable
@@ -31,54 +38,89 @@ class ImageEncoder(Protocol):
 ImageEncoderLike = ImageEncoder | Callable[[Sequence[str]], np.ndarray]
 
 
-class CLIPImageEncoder:
-    """Image features from a transformers ``CLIPModel`` (``get_image_features``), batched, no grad.
+def weights_digest(module: Any) -> str:
+    """sha256 of a torch module's parameter names and values: names its weights for the embedding cache.
 
-    Pass ``model_name_or_path`` (hub id or local folder holding the model and its image processor),
-    or an already built ``model`` and ``processor`` (any callable taking ``images=`` and returning
-    ``pixel_values``, e.g. ``CLIPImageProcessor`` or ``CLIPProcessor``).
+    A path would go stale when an encoder is retrained and saved over the same folder; the weights cannot.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode("utf-8"))
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def torch_device(device: str | None) -> Any:
+    """``device``, else CUDA when available, else CPU."""
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def open_rgb(path: str) -> Any:
+    """A decoded RGB PIL image; an unreadable file is a :class:`DataFormatError` naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataFormatError(f"cannot read image: {exc}", path) from None
+
+
+class CLIPImageEncoder:
+    """Image features from a transformers CLIP or SigLIP model (``get_image_features``), batched, no grad.
+
+    Pass ``model_name_or_path`` (hub id or local folder holding the model and its image processor;
+    ``CLIPModel``, ``SiglipModel`` or any model with ``get_image_features``), or an already built
+    ``model`` and ``processor`` (any callable taking ``images=`` and returning ``pixel_values``).
     """
 
     def __init__(
         self,
-        model_name_or_path: str | None = None,
+        model_name_or_path: str | Path | None = None,
         model: Any = None,
         processor: Any = None,
         device: str | None = None,
         batch_size: int = 32,
     ):
-        import torch
 
         if model is None:
             if model_name_or_path is None:
                 raise ValueError("CLIPImageEncoder needs model_name_or_path or a model")
-            from transformers import CLIPModel
+            from transformers import AutoModel
 
-            model = CLIPModel.from_pretrained(model_name_or_path)
+            model = AutoModel.from_pretrained(model_name_or_path)
+        if not hasattr(model, "get_image_features"):
+            raise DataFormatError(
+                f"{type(model).__name__} has no image tower (get_image_features); expected CLIP or SigLIP",
+                model_name_or_path,
+            )
         if processor is None:
             if model_name_or_path is None:
                 raise ValueError("CLIPImageEncoder needs a processor when given a model object")
             from transformers import AutoImageProcessor
 
             processor = AutoImageProcessor.from_pretrained(model_name_or_path)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.batch_size = batch_size
+        settings = getattr(processor, "to_json_string", lambda: type(processor).__name__)()
+        self.identity = f"{type(model).__name__}|{weights_digest(model)}|{_sha(settings)}"
 
     def encode(self, paths: Sequence[str]) -> np.ndarray:
         import torch
-        from PIL import Image
 
         out = []
         for start in range(0, len(paths), self.batch_size):
-            images = []
-            for path in paths[start : start + self.batch_size]:
-                try:
-                    with Image.open(path) as img:
-                        images.append(img.convert("RGB"))
-                except OSError as exc:
-                    raise DataFormatError(f"cannot read image: {exc}", path) from None
+            images = [open_rgb(path) for path in paths[start : start + self.batch_size]]
             pixel_values = self.processor(images=images, return_tensors="pt")["pixel_values"].to(self.device)
             with torch.inference_mode():
                 feats = self.model.get_image_features(pixel_values=pixel_values)
@@ -86,6 +128,57 @@ class CLIPImageEncoder:
             feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
             out.append(feats.float().cpu().numpy())
         return np.concatenate(out, axis=0)
+
+
+class OpenCLIPImageEncoder:
+    """Image features from an open_clip checkpoint on disk (``pip install open_clip_torch``).
+
+    ``model_name`` is the open_clip architecture (``"ViT-B-32"``), ``pretrained`` the checkpoint file.
+    """
+
+    def __init__(
+        self, model_name: str, pretrained: str | Path, device: str | None = None, batch_size: int = 32
+    ):
+
+        try:
+            import open_clip
+        except ImportError:
+            raise ImportError("open_clip is not installed: pip install open_clip_torch") from None
+        if not Path(pretrained).is_file():
+            raise FileNotFoundError(f"{pretrained}: open_clip checkpoint not found")
+        self.device = torch_device(device)
+        model, _, self.preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=str(pretrained), device=self.device
+        )
+        self.model = model.eval()
+        self.batch_size = batch_size
+        self.identity = f"open_clip|{model_name}|{weights_digest(model)}"
+
+    def encode(self, paths: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        for start in range(0, len(paths), self.batch_size):
+            batch = [self.preprocess(open_rgb(path)) for path in paths[start : start + self.batch_size]]
+            with torch.inference_mode():
+                out.append(self.model.encode_image(torch.stack(batch).to(self.device)).float().cpu().numpy())
+        return np.concatenate(out, axis=0)
+
+
+def load_image_encoder(spec: str | Path, device: str | None = None, batch_size: int = 32) -> ImageEncoder:
+    """An image encoder by path: a folder saved by the pretraining here (:mod:`genrec.embed.image_pretrain`),
+    a transformers CLIP/SigLIP folder (or hub id), or ``open_clip:ARCH:CHECKPOINT`` for open_clip."""
+    text = str(spec)
+    if text.startswith("open_clip:"):
+        parts = text.split(":", 2)
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise ValueError(f"open_clip encoders are named open_clip:ARCH:CHECKPOINT, got {text!r}")
+        return OpenCLIPImageEncoder(parts[1], parts[2], device=device, batch_size=batch_size)
+    from genrec.embed.image_pretrain import ItemImageEncoder, is_item_image_encoder
+
+    if is_item_image_encoder(text):
+        return ItemImageEncoder.from_pretrained(text, device=device, batch_size=batch_size)
+    return CLIPImageEncoder(text, device=device, batch_size=batch_size)
 
 
 def encode_images(paths: Sequence[str], encoder: ImageEncoderLike) -> np.ndarray:
@@ -101,26 +194,150 @@ def encode_images(paths: Sequence[str], encoder: ImageEncoderLike) -> np.ndarray
     return l2_normalize(emb)
 
 
+@dataclass
+class ItemImageEmbeddings:
+    """Image embeddings in catalog order, with what was skipped and how the cache did.
+
+    Rows of items without a usable image are zero: fusion then leaves them their text alone
+    (``text_fallback`` counts them), and per-modality semantic IDs give them one shared "no image" code.
+    """
+
+    embeddings: np.ndarray  # (n_items, d), float32, L2-normalised rows; zero where has_image is False
+    has_image: np.ndarray  # (n_items,) bool
+    missing: dict[int, str] = field(default_factory=dict)  # item index -> why (no image field, file absent)
+    corrupt: dict[int, str] = field(default_factory=dict)  # item index -> decoding error
+    cache_hits: int = 0
+    encoded: int = 0
+
+    @property
+    def text_fallback(self) -> int:
+        """Items that fall back to their text alone (no image, or one that could not be read)."""
+        return int((~self.has_image).sum())
+
+
+def _content_digest(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).digest()
+
+
+def _image_cache_path(cache_dir: Path, identity: str) -> Path:
+    return cache_dir / f"images-{_sha(IMAGE_CACHE_FORMAT + identity)[:32]}.safetensors"
+
+
+def _load_image_cache(path: Path) -> dict[bytes, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not path.exists():
+        return {}
+    try:
+        data = load_file(str(path))
+        digests, emb = data["digests"], data["embeddings"]
+    except (SafetensorError, KeyError, OSError) as exc:
+        logger.warning("ignoring unreadable image-embedding cache %s (%s)", path, exc)
+        return {}
+    return {bytes(d): e for d, e in zip(digests, emb)}
+
+
+def _save_image_cache(path: Path, cache: dict[bytes, np.ndarray], identity: str) -> None:
+    from safetensors.numpy import save
+
+    digests = np.frombuffer(b"".join(cache), dtype=np.uint8).reshape(len(cache), 32)
+    blob = save(
+        {"digests": digests, "embeddings": np.stack(list(cache.values())).astype(np.float32)},
+        metadata={"model": identity, "format": IMAGE_CACHE_FORMAT},
+    )
+    with atomic_write(path, mode="wb") as fh:
+        fh.write(blob)
+
+
+def embed_item_images(
+    catalog: Catalog,
+    encoder: ImageEncoderLike,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    identity: str | None = None,
+) -> ItemImageEmbeddings:
+    """Embed every item's image, skipping and counting missing or corrupt files (never fatal).
+
+    The cache (one file per encoder under ``cache_dir``, default :func:`default_cache_dir`) maps the
+    sha256 of each image file's bytes to its embedding, so a second run reads it, an edited image is
+    re-encoded alone, and a retrained encoder (new ``identity``) starts afresh. ``identity`` defaults to
+    ``encoder.identity`` (the built-in encoders hash their weights); without one nothing is cached.
+    """
+    from PIL import Image
+
+    identity = identity or getattr(encoder, "identity", None)
+    if use_cache and identity is None:
+        logger.warning("image encoder %s has no identity; its embeddings are not cached", type(encoder))
+        use_cache = False
+    path = _image_cache_path(Path(cache_dir or default_cache_dir()), identity or "")
+    cache = _load_image_cache(path) if use_cache else {}
+    missing: dict[int, str] = {}
+    corrupt: dict[int, str] = {}
+    digest_of: dict[int, bytes] = {}
+    todo: dict[bytes, str] = {}  # content digest -> a path to encode it from
+    for i, item in enumerate(catalog):
+        if not item.image:
+            missing[i] = "no image"
+            continue
+        try:
+            digest = _content_digest(item.image)
+        except OSError as exc:
+            missing[i] = f"{item.image}: {exc.strerror or exc}"
+            continue
+        if digest not in cache and digest not in todo:
+            try:
+                with Image.open(item.image) as img:
+                    img.load()
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                corrupt[i] = f"{item.image}: {exc}"
+                continue
+            todo[digest] = item.image
+        digest_of[i] = digest
+    hits = sum(d in cache for d in digest_of.values())
+    if todo:
+        new = encode_images(list(todo.values()), encoder)
+        cache.update(zip(todo, new))
+        if use_cache:
+            _save_image_cache(path, cache, identity or "")
+    if not digest_of:
+        raise DataFormatError("no item has a readable image", catalog.source)
+    dim = len(next(iter(cache.values())))
+    emb = np.zeros((len(catalog), dim), dtype=np.float32)
+    for i, digest in digest_of.items():
+        emb[i] = cache[digest]
+    has_image = np.zeros(len(catalog), dtype=bool)
+    has_image[list(digest_of)] = True
+    for kind, skipped in (("have no image", missing), ("have an unreadable image", corrupt)):
+        if skipped:
+            first = next(iter(skipped))
+            logger.warning(
+                "%d items %s and fall back to text alone (first: %r, %s)",
+                len(skipped),
+                kind,
+                catalog[first].id,
+                skipped[first],
+            )
+    logger.info("image embeddings: %d from cache, %d images encoded", hits, len(todo))
+    return ItemImageEmbeddings(emb, has_image, missing, corrupt, cache_hits=hits, encoded=len(todo))
+
+
 def encode_item_images(catalog: Catalog, encoder: ImageEncoderLike, missing: str = "error") -> np.ndarray:
-    """Image embeddings in catalog order. ``missing="zeros"`` gives items without an image a zero row."""
+    """Image embeddings in catalog order, uncached. ``missing="zeros"`` gives items without a usable
+    image a zero row; ``"error"`` raises on the first such item. See :func:`embed_item_images`."""
     if missing not in ("error", "zeros"):
         raise ValueError(f"missing must be 'error' or 'zeros', got {missing!r}")
-    have = [i for i, item in enumerate(catalog) if item.image]
-    if len(have) < len(catalog):
-        absent = next(item.id for item in catalog if not item.image)
-        if missing == "error":
-            raise DataFormatError(
-                f"{len(catalog) - len(have)} items have no image (first: {absent!r}); pass missing='zeros'",
-                catalog.source,
-            )
-        logger.warning("%d items have no image; they get zero image embeddings", len(catalog) - len(have))
-    for i in have:
-        if not Path(catalog[i].image).is_file():
-            raise DataFormatError(f"image of item {catalog[i].id!r} not found", catalog[i].image)
-    emb = encode_images([catalog[i].image for i in have], encoder)
-    full = np.zeros((len(catalog), emb.shape[1]), dtype=np.float32)
-    full[have] = emb
-    return full
+    result = embed_item_images(catalog, encoder, use_cache=False)
+    skipped = {**result.missing, **result.corrupt}
+    if skipped and missing == "error":
+        first = min(skipped)
+        raise DataFormatError(
+            f"{len(skipped)} items have no usable image (first: {catalog[first].id!r}, {skipped[first]}); "
+            "pass missing='zeros'",
+            catalog.source,
+        )
+    return result.embeddings
 
 
 def fuse_embeddings(
@@ -156,3 +373,32 @@ def fuse_embeddings(
     else:
         raise ValueError(f"method must be 'concat' or 'sum', got {method!r}")
     return l2_normalize(fused)
+
+
+MODALITIES = ("text", "image")
+
+
+def encode_item_modalities(
+    catalog: Catalog,
+    modalities: Sequence[str],
+    text_model: str | None = None,
+    image_encoder: str | Path | ImageEncoderLike | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-modality item embeddings, both cached: ``"text"`` (sentence-transformers, default MiniLM) and
+    ``"image"`` (an encoder or a path for :func:`load_image_encoder`). Items without a usable image get a
+    zero image row, which multimodal semantic IDs read as "fall back to text"."""
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown or not modalities:
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {list(modalities)}")
+    out: dict[str, np.ndarray] = {}
+    for modality in modalities:
+        if modality == "text":
+            out[modality] = encode_items(catalog, model=text_model, cache_dir=cache_dir)
+            continue
+        if image_encoder is None:
+            raise ValueError("modality 'image' needs an image encoder (a path or an encoder object)")
+        if isinstance(image_encoder, (str, Path)):
+            image_encoder = load_image_encoder(image_encoder)
+        out[modality] = embed_item_images(catalog, image_encoder, cache_dir=cache_dir).embeddings
+    return out

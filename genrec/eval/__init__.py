@@ -1,5 +1,13 @@
-"""Evaluation: full-ranking leave-one-out Recall@K / NDCG@K for score matrices and ranked lists."""
+"""Evaluation: full-ranking leave-one-out Recall@K / NDCG@K, and explanation metrics (:mod:`.explain`)."""
 
+from genrec.eval.bootstrap import bootstrap_interval
+from genrec.eval.explain import (
+    AttributeVocabulary,
+    FaithfulnessResult,
+    check_explanation,
+    explanation_metrics,
+    faithfulness_metrics,
+)
 from genrec.eval.metrics import (
     catalog_coverage,
     evaluate_lists,
@@ -10,10 +18,17 @@ from genrec.eval.metrics import (
     topk_ranks,
     valid_item_rate,
 )
+from genrec.eval.predictions import load_predictions, save_predictions
 from genrec.eval.recommender import Recommender, evaluate_recommender
 
 __all__ = [
+    "AttributeVocabulary",
+    "FaithfulnessResult",
+    "check_explanation",
+    "explanation_metrics",
+    "faithfulness_metrics",
     "Recommender",
+    "bootstrap_interval",
     "catalog_coverage",
     "evaluate_lists",
     "evaluate_recommender",
@@ -23,4 +38,6 @@ __all__ = [
     "target_ranks",
     "topk_ranks",
     "valid_item_rate",
+    "load_predictions",
+    "save_predictions",
 ]

@@ -26,7 +26,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from genrec.data.dataset import SequenceDataset
 from genrec.decoding import ItemTrie, constrained_beam_search
-from genrec.errors import CheckpointMismatchError, EmptyHistoryError
+from genrec.errors import CheckpointMismatchError
 from genrec.utils import (
     atomic_write,
     atomic_write_json,
@@ -141,10 +141,11 @@ class CompactRecommender:
         return [self.tokenizer.bos_token_id, *self.item_token_ids[items].reshape(-1).tolist()]
 
     def encode_histories(self, histories: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``(input_ids, attention_mask)`` prompts for decoding."""
-        for i, h in enumerate(histories):
-            if len(h) == 0:
-                raise EmptyHistoryError(f"history {i} is empty; the compact model needs at least one item")
+        """Left-padded ``(input_ids, attention_mask)`` prompts for decoding.
+
+        An empty history is the cold-start prompt ``<bos>`` alone: training puts a loss on every user's
+        first item right after ``<bos>``, so from there the model predicts what users start with.
+        """
         seqs = [self.sequence_ids(h) for h in histories]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -163,8 +164,11 @@ class CompactRecommender:
         num_beams: int = 20,
         batch_size: int = 64,
         progress: bool = False,
+        exclude_history: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items per history by constrained beam search: ``(items, scores)``, each (U, k).
+
+        ``exclude_history=True`` keeps each user's own items out of their list (masked in the search).
 
         Histories are decoded in order of length so that each batch pads (and copies its KV cache
         across beams) for about its own length rather than the longest history's.
@@ -178,7 +182,13 @@ class CompactRecommender:
             rows = order[start : start + batch_size]
             ids, mask = self.encode_histories([histories[i] for i in rows])
             top, score = constrained_beam_search(
-                self.model, ids.to(device), mask.to(device), self.trie, num_beams=num_beams, num_return=k
+                self.model,
+                ids.to(device),
+                mask.to(device),
+                self.trie,
+                num_beams=num_beams,
+                num_return=k,
+                exclude=[histories[i] for i in rows] if exclude_history else None,
             )
             items[rows] = top.cpu().numpy()
             scores[rows] = score.cpu().numpy()

@@ -109,8 +109,12 @@ def load_base_model(
     gguf_file: str | None = None,
     quantization: str | None = None,
     dtype: str | torch.dtype = "float32",
+    num_layers: int | None = None,
 ) -> tuple[Any, Any, str]:
     """``(model, tokenizer, spec)``; ``quantization="nf4"`` loads 4-bit weights for QLoRA.
+
+    ``num_layers`` keeps only the first N transformer layers (plus the final norm and head): a truncated
+    backbone that keeps the pretrained embeddings and lower layers at a fraction of the compute.
 
     ``spec`` is what a saved recommender records to find the base model again.
     """
@@ -119,6 +123,10 @@ def load_base_model(
     resolved = resolve_base_model(base_model, gguf_file)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if num_layers is not None:
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        kwargs["num_hidden_layers"] = num_layers  # a config override: the weights of later layers are skipped
     if quantization is not None:
         if quantization != "nf4":
             raise ValueError(f"quantization must be None or 'nf4', got {quantization!r}")

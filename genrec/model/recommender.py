@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,9 +30,11 @@ from genrec.data.dataset import Catalog
 from genrec.data.generic import read_items_jsonl, write_items_jsonl
 from genrec.errors import CheckpointMismatchError, TemplateError, UnknownItemError
 from genrec.model.adapters import LoraSettings, apply_lora
+from genrec.model.explain import ExplanationConfig, encode_left_padded, generate_texts
 from genrec.model.loading import load_base_model
 from genrec.model.tokens import add_sid_tokens, item_token_table, sid_vocab_ids
 from genrec.prompts.examples import ChatFormat, PromptBuilder
+from genrec.prompts.explanations import EXPLANATION_HISTORY
 from genrec.prompts.templates import TaskTemplate, load_template, load_templates
 from genrec.utils import atomic_write, atomic_write_json, get_logger, read_json
 
@@ -51,13 +54,15 @@ def sid_fingerprint(sid: Any) -> str:
 
 @dataclass
 class Recommendation:
-    """Ranked items for one user, best first, with their beam scores (summed token log-probabilities)."""
+    """Ranked items for one user, best first, with their beam scores (summed token log-probabilities) and,
+    when asked for (``generate(..., explain=True)``), one explanation per item."""
 
     item_ids: list[str]
     titles: list[str]
     indices: np.ndarray
     scores: np.ndarray
     semantic_ids: list[str] = field(default_factory=list)
+    explanations: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -100,8 +105,10 @@ class GenerativeRecommender:
         if compact is None:
             if task not in self.templates:
                 raise TemplateError(f"template {task!r} not loaded; have {sorted(self.templates)}")
-            if self.templates[task].task != "seqrec":
-                raise TemplateError(f"{self.templates[task].path}: generate needs a seqrec template")
+            if self.templates[task].task not in ("seqrec", "sequence"):
+                raise TemplateError(
+                    f"{self.templates[task].path}: generate needs a seqrec or sequence template"
+                )
             self.token_table = item_token_table(tokenizer, sid)
         else:
             self.token_table = np.asarray(compact.item_token_ids)
@@ -127,6 +134,8 @@ class GenerativeRecommender:
         tokenizer: Any = None,
         full_finetune: bool = False,
         sid_init: str = "text",
+        num_layers: int | None = None,
+        sid_restricted_softmax: bool = True,
     ) -> GenerativeRecommender:
         """Load the base LM (default SmolLM2-135M-Instruct), add SID tokens, wrap it in LoRA.
 
@@ -134,12 +143,14 @@ class GenerativeRecommender:
         Pass ``model``/``tokenizer`` to wrap an already loaded LM (``base_model`` then names where its
         weights can be reloaded from, which saving an adapter needs). ``sid_init``: new SID token rows
         start from their items' title words (``"text"``) or from the vocabulary mean (``"mean"``).
+        ``num_layers`` keeps the base model's first N layers. ``sid_restricted_softmax``: answers are
+        scored with a softmax over the SID tokens and end-of-answer only, in training and in decoding.
         """
         if sid_init not in ("text", "mean"):
             raise ValueError(f"sid_init must be 'text' or 'mean', got {sid_init!r}")
         spec = base_model
         if model is None:
-            model, tokenizer, spec = load_base_model(base_model, gguf_file, quantization, dtype)
+            model, tokenizer, spec = load_base_model(base_model, gguf_file, quantization, dtype, num_layers)
         elif tokenizer is None:
             raise ValueError("pass the tokenizer together with the model")
         add_sid_tokens(tokenizer, model, sid, item_texts=catalog.titles if sid_init == "text" else None)
@@ -150,6 +161,8 @@ class GenerativeRecommender:
             "lora": lora.to_dict() if lora is not None else None,
             "quantization": quantization,
             "dtype": dtype,
+            "num_layers": num_layers,
+            "sid_restricted_softmax": sid_restricted_softmax,
         }
         return cls(
             model,
@@ -190,6 +203,18 @@ class GenerativeRecommender:
         return self._trie
 
     @property
+    def score_token_ids(self) -> np.ndarray | None:
+        """The tokens answer softmaxes normalise over (SID tokens + end-of-answer), or None for all.
+
+        Training (:class:`genrec.train.GenRecSFTTrainer`) and decoding both read this, so a beam's score
+        is exactly the log-likelihood the model was trained to maximise.
+        """
+        if self.compact is not None or not self.settings.get("sid_restricted_softmax", True):
+            return None
+        eos = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+        return np.concatenate([sid_vocab_ids(self.tokenizer, self.sid), np.asarray(eos, dtype=np.int64)])
+
+    @property
     def template(self) -> TaskTemplate:
         return self.templates[self.task]
 
@@ -222,9 +247,12 @@ class GenerativeRecommender:
         if self._builder is None:
             self._builder = PromptBuilder.from_catalog(self.catalog, self.sid)
         history = np.asarray(history, dtype=np.int64)[-self.max_history :]
-        return ChatFormat(self.tokenizer, self.template.system)(
-            self._builder.seqrec_prompt(self.template, history, phrasing)
-        )
+        chat = ChatFormat(self.tokenizer, self.template.system)
+        if self.template.task == "sequence":  # the model continues the user's own item sequence
+            return chat(self.template.render_prompt({}, phrasing)) + self._builder.sequence_prefix(
+                self.template, history
+            )
+        return chat(self._builder.seqrec_prompt(self.template, history, phrasing))
 
     def encode_prompts(
         self, histories: Sequence[np.ndarray], phrasing: int = 0
@@ -232,15 +260,75 @@ class GenerativeRecommender:
         """Left-padded ``(input_ids, attention_mask)`` for dense-index histories, as decoding wants them."""
         if self.compact is not None:
             return self.compact.encode_histories(histories)
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"
-        try:
-            enc = self.tokenizer(
-                [self.prompt(h, phrasing) for h in histories], return_tensors="pt", padding=True
+        return encode_left_padded(self.tokenizer, [self.prompt(h, phrasing) for h in histories])
+
+    def explanation_template(self, name: str = "explanation") -> TaskTemplate:
+        """The explanation template ``name``; a clear error when it was not loaded with the recommender."""
+        if self.compact is not None:
+            raise ValueError("the compact backbone has no text vocabulary: explanations need an LLM backbone")
+        template = self.templates.get(name)
+        if template is None or template.task != "explanation":
+            raise TemplateError(
+                f"explanations need an explanation-task template named {name!r} (prompts/{name}.yaml); "
+                f"loaded: {sorted(self.templates)}. Add it to the recipe's data.tasks (weight 0 loads it "
+                "without training it) or pass templates=load_templates(names=[..., 'explanation'])"
             )
+        return template
+
+    def explanation_prompt(self, history: Sequence[int], item: int, config: ExplanationConfig) -> str:
+        """The full prompt asking why ``item`` suits a user with ``history`` (dense indices); the history is
+        cut to its last :data:`~genrec.prompts.explanations.EXPLANATION_HISTORY` items, as in training."""
+        if self._builder is None:
+            self._builder = PromptBuilder.from_catalog(self.catalog, self.sid)
+        template = self.explanation_template(config.template)
+        window = np.asarray(history, dtype=np.int64)[-EXPLANATION_HISTORY:]
+        values = self._builder.explanation_values(window.tolist(), int(item))
+        return ChatFormat(self.tokenizer, template.system)(template.render_prompt(values, config.phrasing))
+
+    @contextmanager
+    def _inference(self) -> Iterator[torch.device]:
+        """Eval mode for the duration (dropout off), restoring train mode after; yields the model's device."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            yield next(self.model.parameters()).device
         finally:
-            self.tokenizer.padding_side = side
-        return enc["input_ids"], enc["attention_mask"]
+            self.model.train(was_training)
+
+    def _check_explainer(self, explainer: str) -> None:
+        if explainer not in ("adapter", "base"):
+            raise ValueError(f"explainer must be 'adapter' or 'base', got {explainer!r}")
+        if explainer == "base" and not hasattr(self.model, "disable_adapter"):
+            raise ValueError("explainer='base' needs a LoRA adapter to disable; this model has none")
+
+    def _explainer(self, explainer: str) -> Any:
+        """A context in which ``self.model`` is the chosen explainer: the tuned adapter, or the base model."""
+        self._check_explainer(explainer)
+        return self.model.disable_adapter() if explainer == "base" else nullcontext()
+
+    @torch.no_grad()
+    def explain(
+        self,
+        histories: Sequence[Sequence[int]],
+        items: Sequence[int],
+        config: ExplanationConfig | None = None,
+        explainer: Literal["adapter", "base"] = "adapter",
+        batch_size: int = 64,
+    ) -> list[str]:
+        """One explanation per ``(history, item)`` pair (dense indices), ``batch_size`` prompts per
+        ``generate`` call. ``explainer="base"`` disables the LoRA adapter: the base model explains zero-shot.
+        SID tokens are never generated: explanations name items by their titles."""
+        if len(histories) != len(items):
+            raise ValueError(f"{len(histories)} histories but {len(items)} items")
+        config = config or ExplanationConfig()
+        prompts = [self.explanation_prompt(h, i, config) for h, i in zip(histories, items)]
+        suppress = sid_vocab_ids(self.tokenizer, self.sid).tolist()
+        texts: list[str] = []
+        with self._inference(), self._explainer(explainer):
+            for start in range(0, len(prompts), batch_size):
+                chunk = prompts[start : start + batch_size]
+                texts.extend(generate_texts(self.model, self.tokenizer, chunk, config, suppress))
+        return texts
 
     # -- recommending ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -251,12 +339,22 @@ class GenerativeRecommender:
         num_beams: int | None = None,
         batch_size: int = 16,
         phrasing: int = 0,
+        exclude_history: bool = False,
+        explain: bool = False,
+        explanation: ExplanationConfig | None = None,
+        explainer: Literal["adapter", "base"] = "adapter",
     ) -> Recommendation | list[Recommendation]:
         """Top ``num_items`` catalog items for one history or a batch, best first.
 
         A history is a list of item ids, exact titles or dense indices (mixed freely), oldest first; a list
         of such lists is a batch (returns a list). ``num_beams`` defaults to ``num_items``. Settings come
         only from these arguments; the model's ``generation_config`` is not consulted.
+        ``exclude_history=True`` removes each user's own items inside the beam search, so all
+        ``num_items`` are new to the user.
+
+        ``explain=True`` adds an explanation of every item for its user (:meth:`explain`): decoded as
+        ``explanation`` says (default :class:`ExplanationConfig`, greedy), by the tuned adapter or the base
+        model (``explainer``), all items of ``batch_size`` users in one ``generate`` call.
         """
         from genrec.decoding import constrained_beam_search
 
@@ -268,13 +366,17 @@ class GenerativeRecommender:
         batch = [histories] if single else list(histories)
         indices = [self._indices(h, u) for u, h in enumerate(batch)]
         num_beams = num_items if num_beams is None else num_beams
-        was_training = self.model.training
-        self.model.eval()
-        device = next(self.model.parameters()).device
+        explanation = explanation or ExplanationConfig()
+        if explain:  # fail before decoding, not after
+            self.explanation_template(explanation.template)
+            self._check_explainer(explainer)
+        score_ids = self.score_token_ids
         results: list[Recommendation] = []
-        try:
+        with self._inference() as device:
+            score_ids = None if score_ids is None else torch.from_numpy(score_ids).to(device)
             for start in range(0, len(indices), batch_size):
-                ids, mask = self.encode_prompts(indices[start : start + batch_size], phrasing)
+                chunk = indices[start : start + batch_size]
+                ids, mask = self.encode_prompts(chunk, phrasing)
                 top, scores = constrained_beam_search(
                     self.model,
                     ids.to(device),
@@ -282,11 +384,19 @@ class GenerativeRecommender:
                     self.trie,
                     num_beams=num_beams,
                     num_return=num_items,
+                    score_ids=score_ids,
+                    exclude=chunk if exclude_history else None,
                 )
-                for row, score in zip(top.cpu().numpy(), scores.float().cpu().numpy()):
-                    results.append(self._result(row, score))
-        finally:
-            self.model.train(was_training)
+                rows, row_scores = top.cpu().numpy(), scores.float().cpu().numpy()
+                recs = [self._result(row, score) for row, score in zip(rows, row_scores)]
+                if explain:
+                    pair_histories = [h for h in chunk for _ in range(num_items)]
+                    texts = self.explain(
+                        pair_histories, rows.reshape(-1).tolist(), explanation, explainer, len(pair_histories)
+                    )
+                    for k, rec in enumerate(recs):
+                        rec.explanations = texts[k * num_items : (k + 1) * num_items]
+                results.extend(recs)
         return results[0] if single else results
 
     def _result(self, row: np.ndarray, score: np.ndarray) -> Recommendation:
@@ -299,11 +409,20 @@ class GenerativeRecommender:
         )
 
     def recommend(
-        self, histories: Sequence[np.ndarray], k: int = 10, num_beams: int | None = None, batch_size: int = 16
+        self,
+        histories: Sequence[np.ndarray],
+        k: int = 10,
+        num_beams: int | None = None,
+        batch_size: int = 16,
+        exclude_history: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Evaluation form: dense-index histories -> ``(items (U, k), scores (U, k))`` arrays."""
         recs = self.generate(
-            [np.asarray(h) for h in histories], num_items=k, num_beams=num_beams, batch_size=batch_size
+            [np.asarray(h) for h in histories],
+            num_items=k,
+            num_beams=num_beams,
+            batch_size=batch_size,
+            exclude_history=exclude_history,
         )
         assert isinstance(recs, list)
         return np.stack([r.indices for r in recs]), np.stack([r.scores for r in recs])
@@ -404,7 +523,8 @@ class GenerativeRecommender:
                 task=config["task"],
                 max_history=config["max_history"],
                 base_model=config["base_model"],
-                settings={k: config.get(k) for k in ("lora", "quantization", "dtype")},
+                settings={k: config.get(k) for k in ("lora", "quantization", "dtype", "num_layers")}
+                | {"sid_restricted_softmax": config.get("sid_restricted_softmax", True)},
             )
         table_sha = hashlib.sha256(rec.token_table.tobytes()).hexdigest()[:16]
         if table_sha != config["token_table_sha"]:
@@ -429,6 +549,7 @@ class GenerativeRecommender:
             config["base_model"],
             quantization=config.get("quantization"),
             dtype=config.get("dtype") or "float32",
+            num_layers=config.get("num_layers"),
         )
         if model.get_input_embeddings().weight.shape[0] != len(tokenizer):
             model.resize_token_embeddings(len(tokenizer), mean_resizing=False)

@@ -7,6 +7,13 @@ from genrec.prompts.examples import (
     build_sft_examples,
     sliding_windows,
 )
+from genrec.prompts.explanations import (
+    EXPLANATION_HISTORY,
+    ExplanationExample,
+    grounded_explanations,
+    review_explanations,
+)
+from genrec.prompts.grounding import verbalize_explanation
 from genrec.prompts.templates import (
     TASK_VARIABLES,
     TaskTemplate,
@@ -16,14 +23,19 @@ from genrec.prompts.templates import (
 )
 
 __all__ = [
+    "EXPLANATION_HISTORY",
     "TASK_VARIABLES",
     "ChatFormat",
+    "ExplanationExample",
     "PromptBuilder",
     "TaskTemplate",
     "build_eval_examples",
     "build_sft_examples",
     "default_prompt_dir",
+    "grounded_explanations",
     "load_template",
     "load_templates",
+    "review_explanations",
     "sliding_windows",
+    "verbalize_explanation",
 ]

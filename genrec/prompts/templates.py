@@ -10,6 +10,9 @@ One file per template, LC-Rec style::
     phrasings: ["... {{ history }} ...", ...]
     cold_start: "..."             # seqrec only: the prompt for a user with no history
 
+A ``sequence`` template trains on whole item sequences: its answer renders the user's items and must end
+with ``{{ sequence }}``, so inference can render the history there and let the model continue it.
+
 Files are validated when loaded, so a typo fails at startup with the file and phrasing named, not halfway
 through training. Rendering runs in a :class:`~jinja2.sandbox.SandboxedEnvironment` with strict undefined
 variables, because template files are user input.
@@ -46,10 +49,31 @@ TASK_VARIABLES: dict[str, dict[str, frozenset[str]]] = {
         "prompt": frozenset({"sid"}),
         "answer": frozenset({"title", "brand"}),
     },
+    "sequence": {
+        "prompt": frozenset(),
+        "answer": frozenset({"sequence"}),
+    },
     "explanation": {
-        "prompt": frozenset({"history", "items", "target", "target_title"}),
+        # items: recent history items as {sid, title, brand, categories, price} (price is a band name);
+        # target_*: the recommended item's attributes, "" when the catalog lacks them
+        "prompt": frozenset(
+            {
+                "history",
+                "items",
+                "target",
+                "target_title",
+                "target_brand",
+                "target_categories",
+                "target_price",
+            }
+        ),
         "answer": frozenset({"explanation"}),
     },
+}
+# Each phrasing of a task must use at least one variable of every group: an explanation prompt that never
+# shows the history or never names the recommended item cannot be explained from.
+TASK_REQUIRED: dict[str, tuple[frozenset[str], ...]] = {
+    "explanation": (frozenset({"history", "items"}), frozenset({"target", "target_title"})),
 }
 _KEYS = {"task", "description", "system", "variables", "optional", "answer", "phrasings", "cold_start"}
 _REQUIRED_KEYS = ("task", "variables", "answer", "phrasings")
@@ -168,6 +192,11 @@ def load_template(path: str | Path) -> TaskTemplate:
             raise TemplateError(
                 f"{where}: phrasing {k}: missing required variable(s) {sorted(set(variables) - used)}"
             )
+        for group in TASK_REQUIRED.get(task, ()):
+            if not used & group:
+                raise TemplateError(
+                    f"{where}: phrasing {k}: a prompt of task {task!r} must use one of {sorted(group)}"
+                )
     answer = raw["answer"]
     if not isinstance(answer, str):
         raise TemplateError(f"{where}: 'answer' must be a string template")
@@ -175,6 +204,13 @@ def load_template(path: str | Path) -> TaskTemplate:
     used = _variables_of(answer, where, "answer")
     if used - answer_vars:
         raise TemplateError(f"{where}: answer: unknown variable(s) {sorted(used - answer_vars)}")
+    if not used & supplied["answer"]:  # a constant answer would train the same text for every example
+        raise TemplateError(
+            f"{where}: answer: must use one of the task's answer variables {sorted(supplied['answer'])}"
+        )
+    if task == "sequence" and not _compiled(answer).render(sequence="\x00").rstrip().endswith("\x00"):
+        # inference renders the history into the answer and lets the model continue after it
+        raise TemplateError(f"{where}: answer: a sequence template's answer must end with {{{{ sequence }}}}")
     cold_start = raw.get("cold_start")
     if cold_start is not None:
         if task != "seqrec":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from genrec.data.dataset import Item
 from genrec.sid.collisions import group_codes
 
 
@@ -51,3 +53,31 @@ def dedup_distribution(dedup: np.ndarray) -> dict[int, int]:
     """How many items got each de-dup value (0 = first item of its group, or unique)."""
     hist = np.bincount(np.asarray(dedup, dtype=np.int64))
     return {int(v): int(c) for v, c in enumerate(hist) if c > 0}
+
+
+def item_labels(items: Iterable[Item]) -> np.ndarray | None:
+    """Integer category label per item, for purity: its top-3 category path, else its genre set
+    (MovieLens); ``None`` when no item has either."""
+    names = []
+    for item in items:
+        genres = item.fields.get("genres") or []
+        names.append(" > ".join(item.categories[:3]) if item.categories else "|".join(genres))
+    if not any(names):
+        return None
+    return np.unique(names, return_inverse=True)[1].reshape(-1)
+
+
+def category_purity(codes: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of items whose label is the most common label among items sharing their code.
+
+    ``codes`` is one level ``(n,)`` or a prefix ``(n, levels)``: a high purity at level 1 means the
+    first token already names the category, which is what makes semantic-ID prefixes meaningful.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    groups, _ = group_codes(codes[:, None] if codes.ndim == 1 else codes)
+    labels = np.asarray(labels, dtype=np.int64)
+    width = int(labels.max()) + 1
+    uniq, counts = np.unique(groups * width + labels, return_counts=True)
+    best = np.zeros(int(groups.max()) + 1, dtype=np.int64)
+    np.maximum.at(best, uniq // width, counts)
+    return float(best.sum() / len(labels))

@@ -16,8 +16,8 @@ import numpy as np
 from genrec.sid.kmeans import nearest
 
 
-class ResidualQuantizer(ABC):
-    """Codebooks over a (possibly learned) space, applied residually level by level."""
+class Quantizer(ABC):
+    """Maps item embeddings to one code per level; ``state()`` rebuilds it to encode new items later."""
 
     method: ClassVar[str]
     codebooks: list[np.ndarray]
@@ -32,11 +32,26 @@ class ResidualQuantizer(ABC):
         """Dimension of the item embeddings this quantizer was fitted on."""
 
     @abstractmethod
+    def encode(self, x: np.ndarray, return_last_residual: bool = False):
+        """Codes ``(n, levels)``; optionally also the residual entering the last level (for balancing)."""
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON config and named arrays (saved as safetensors) that rebuild this quantizer."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> Quantizer: ...
+
+
+class ResidualQuantizer(Quantizer):
+    """Codebooks over a (possibly learned) space, applied residually level by level."""
+
+    @abstractmethod
     def project(self, x: np.ndarray) -> np.ndarray:
         """Map embeddings into the space the codebooks live in."""
 
     def encode(self, x: np.ndarray, return_last_residual: bool = False):
-        """Codes ``(n, levels)``; optionally also the residual entering the last level (for balancing)."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.input_dim:
             raise ValueError(f"expected embeddings of shape (n, {self.input_dim}), got {x.shape}")
@@ -48,14 +63,6 @@ class ResidualQuantizer(ABC):
             codes[:, level], _ = nearest(residual, codebook)
             residual = residual - codebook[codes[:, level]]
         return (codes, last) if return_last_residual else codes
-
-    @abstractmethod
-    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """JSON config and named arrays (saved as safetensors) that rebuild this quantizer."""
-
-    @classmethod
-    @abstractmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, np.ndarray]) -> ResidualQuantizer: ...
 
 
 def expand_sizes(levels: int, codebook_size: int | list[int]) -> list[int]:

@@ -20,7 +20,7 @@ from genrec.data.dataset import Catalog, Item
 from genrec.errors import CheckpointMismatchError, DataFormatError
 from genrec.sid.collisions import dedup_index, group_codes
 from genrec.sid.diagnostics import dedup_distribution
-from genrec.sid.quantizer import ResidualQuantizer
+from genrec.sid.quantizer import Quantizer
 from genrec.utils.io import atomic_write, atomic_write_json
 from genrec.utils.runtime import get_logger
 
@@ -32,11 +32,13 @@ FORMAT_VERSION = 1
 _TOKEN = re.compile(r"<([a-z])_(\d+)>")
 
 
-def _quantizer_classes() -> dict[str, type[ResidualQuantizer]]:
+def quantizer_classes() -> dict[str, type[Quantizer]]:
+    """Quantizer class of each saved ``method`` name."""
+    from genrec.sid.multimodal import MultimodalQuantizer
     from genrec.sid.rqkmeans import ResidualKMeans
     from genrec.sid.rqvae import RQVAE
 
-    return {ResidualKMeans.method: ResidualKMeans, RQVAE.method: RQVAE}
+    return {cls.method: cls for cls in (ResidualKMeans, RQVAE, MultimodalQuantizer)}
 
 
 def catalog_fingerprint(item_ids: Sequence[str]) -> str:
@@ -52,7 +54,7 @@ class SemanticIDs:
         codebook_sizes: Sequence[int],
         item_ids: Sequence[str] | None = None,
         method: str = "custom",
-        quantizer: ResidualQuantizer | None = None,
+        quantizer: Quantizer | None = None,
         diagnostics: dict[str, Any] | None = None,
         build_config: dict[str, Any] | None = None,
     ):
@@ -290,7 +292,7 @@ class SemanticIDs:
             _check_catalog(config, catalog, directory)
         quantizer = None
         if config.get("quantizer") is not None:
-            classes = _quantizer_classes()
+            classes = quantizer_classes()
             if method not in classes:
                 raise CheckpointMismatchError(
                     f"{config_path}: unknown method {method!r} (known: {sorted(classes)})"

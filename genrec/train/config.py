@@ -34,6 +34,7 @@ class ModelArgs:
     dtype: str = "float32"
     use_lora: bool = True
     sid_init: str = "text"  # new SID rows start from their items' title words; "mean" = vocabulary mean
+    num_layers: int | None = None  # keep only the first N layers of the base model (a CPU budget backbone)
 
 
 @dataclass
@@ -49,6 +50,13 @@ class DataArgs:
     tasks: dict[str, float] = field(default_factory=lambda: {"seqrec": 1.0})
     recommend_task: str = "seqrec"  # the template generate() uses
     eval_users: int = 200  # validation examples for eval loss; 0 disables eval
+    # where explanation templates' targets come from: "grounding" (catalog attributes, verbalized),
+    # "reviews" (a sentence of the user's review) or "teacher" (a local LLM, filtered for faithfulness)
+    explanation_source: str = "grounding"
+    explanation_reviews: str | None = (
+        None  # review file for "reviews"; default: the dump the dataset came from
+    )
+    teacher_max_count: int = 1000  # training pairs the teacher explains; cached in output_dir
 
 
 @dataclass

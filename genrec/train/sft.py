@@ -15,11 +15,14 @@ import numpy as np
 import torch
 import yaml
 
+from genrec.data.reviews import dataset_reviews
+from genrec.model.explain import ExplanationConfig
 from genrec.model.recommender import GenerativeRecommender
-from genrec.model.tokens import sid_vocab_ids
 from genrec.prompts.examples import build_eval_examples, build_sft_examples
+from genrec.prompts.explanations import ExplanationExample, grounded_explanations, review_explanations
 from genrec.prompts.templates import load_templates
 from genrec.train.config import SFTRecipe
+from genrec.train.teacher import teacher_explanations
 from genrec.train.trainer import GenRecSFTTrainer
 from genrec.utils import atomic_write, configure_threads, get_logger, seed_everything
 
@@ -70,7 +73,7 @@ def sft_config(recipe: SFTRecipe, has_eval: bool) -> Any:
     if report_to == "auto":
         report_to = ["tensorboard"] if importlib.util.find_spec("tensorboard") else "none"
     cuda = torch.cuda.is_available()
-    return SFTConfig(
+    defaults: dict[str, Any] = dict(
         output_dir=t.output_dir,
         max_steps=t.max_steps,
         num_train_epochs=t.num_train_epochs,
@@ -98,8 +101,41 @@ def sft_config(recipe: SFTRecipe, has_eval: bool) -> Any:
         gradient_checkpointing=t.gradient_checkpointing,
         dataloader_num_workers=t.dataloader_num_workers,
         report_to=report_to,
-        **t.extra,
     )
+    return SFTConfig(**{**defaults, **t.extra})  # the recipe's ``extra`` overrides any default
+
+
+def explanation_examples(
+    recipe: SFTRecipe, rec: GenerativeRecommender, dataset: Any
+) -> list[ExplanationExample] | None:
+    """Targets for the recipe's explanation templates from ``data.explanation_source``; ``None`` when the
+    mix trains no explanation template."""
+    names = [
+        name
+        for name, weight in recipe.data.tasks.items()
+        if weight > 0 and name in rec.templates and rec.templates[name].task == "explanation"
+    ]
+    if not names:
+        return None
+    source = recipe.data.explanation_source
+    if source == "grounding":
+        return grounded_explanations(dataset)
+    if source == "reviews":
+        return review_explanations(dataset, dataset_reviews(dataset, recipe.data.explanation_reviews))
+    if source == "teacher":
+        from accelerate import PartialState
+
+        # The main process generates and caches; the others then read its cache.
+        with PartialState().main_process_first():
+            return teacher_explanations(
+                rec,
+                dataset,
+                recipe.data.teacher_max_count,
+                Path(recipe.train.output_dir) / "teacher_explanations.jsonl",
+                ExplanationConfig(template=names[0]),
+                seed=recipe.train.seed,
+            )
+    raise ValueError(f"data.explanation_source must be 'grounding', 'reviews' or 'teacher', got {source!r}")
 
 
 def build_trainer(
@@ -121,6 +157,7 @@ def build_trainer(
         rec.tokenizer,
         max_history=recipe.data.max_history,
         seed=recipe.train.seed,
+        explanations=explanation_examples(recipe, rec, dataset),
     )
     train.pop("task")
     eval_ds = None
@@ -135,17 +172,14 @@ def build_trainer(
         )
         ev.pop("task")
         eval_ds = Dataset.from_dict(ev)
-    restrict = None
-    if recipe.train.sid_restricted_loss:
-        eos = [rec.tokenizer.eos_token_id] if rec.tokenizer.eos_token_id is not None else []
-        restrict = sid_vocab_ids(rec.tokenizer, rec.sid).tolist() + eos
+    restrict = rec.score_token_ids  # the recommender decodes under the same softmax it trains with
     return trainer_cls(
         model=rec.model,
         args=sft_config(recipe, eval_ds is not None),
         train_dataset=Dataset.from_dict(train),
         eval_dataset=eval_ds,
         processing_class=rec.tokenizer,
-        restrict_ids=restrict,
+        restrict_ids=None if restrict is None else restrict.tolist(),
         callbacks=callbacks,
     )
 
@@ -163,6 +197,8 @@ def build_recommender(
         lora=recipe.lora,
         full_finetune=not recipe.model.use_lora,
         sid_init=recipe.model.sid_init,
+        num_layers=recipe.model.num_layers,
+        sid_restricted_softmax=recipe.train.sid_restricted_loss,
         quantization=recipe.model.quantization,
         dtype=recipe.model.dtype,
         templates=load_templates(recipe.data.prompt_dir, names=sorted(names)),

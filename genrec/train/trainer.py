@@ -2,14 +2,16 @@
 
 Why not trl's own loss: its fused LM head reads ``lm_head.weight``/``lm_head.bias`` directly and fails on
 peft's ``TrainableTokensWrapper`` (no ``bias``), the wrapper that trains only the new SID rows. Here the
-backbone runs once, the answer positions are gathered, and they go through the (merged) output head,
-optionally with the SID-restricted softmax of :mod:`genrec.train.loss`. Everything else (datasets,
+model runs through its (DDP) wrapper, as every distributed strategy needs, and returns the final hidden
+states with a single kept logit; the labelled positions then go through the merged output head, with the
+SID-restricted softmax of :mod:`genrec.train.loss` when asked. Everything else (datasets,
 prompt-completion masking, padding-free batches, checkpoints, resume, logging) is trl/transformers.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
 import torch
@@ -29,16 +31,29 @@ class GenRecSFTTrainer(SFTTrainer):
 
     def __init__(self, *args: Any, restrict_ids: list[int] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        vocab = _unwrap(self.model).get_output_embeddings().weight.shape[0]
-        self.restrict = RestrictedVocab(restrict_ids, vocab) if restrict_ids is not None else None
+        if self.is_fsdp_enabled:
+            # The loss multiplies hidden states by the output head outside the model's forward; FSDP keeps
+            # only a shard of that weight there. LoRA models of this size fit one device: use DDP.
+            raise NotImplementedError("genrec's SFT loss does not support FSDP; use DDP (multi_gpu.yaml)")
+        base = _unwrap(self.model)
+        vocab = base.get_output_embeddings().weight.shape[0]
+        eos = [self.processing_class.eos_token_id] if self.processing_class.eos_token_id is not None else []
+        self.restrict = (
+            RestrictedVocab(restrict_ids, vocab, closing_ids=[i for i in eos if i in restrict_ids])
+            if restrict_ids is not None
+            else None
+        )
+        # the loss reads hidden states, so the model's own logits are cut to one position where it can
+        accepts = inspect.signature(base.forward).parameters
+        self._keep_one_logit = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
-        forward = {k: v for k, v in inputs.items() if k != "labels"}
-        base = _unwrap(model)
-        backbone = getattr(base, base.base_model_prefix)
-        hidden = backbone(**forward, use_cache=False).last_hidden_state
-        head = base.get_output_embeddings()
+        forward = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+        # Through the wrapper, so DDP registers this forward and all-reduces the gradients of backward.
+        outputs = model(**forward, use_cache=False, output_hidden_states=True, **self._keep_one_logit)
+        hidden = outputs.hidden_states[-1]  # after the final norm: what the LM head reads
+        head = _unwrap(model).get_output_embeddings()
         weight = head.weight  # for a TrainableTokensWrapper this is the merged (base + SID delta) weight
         bias = getattr(head, "bias", None)  # peft's token wrapper has none; getattr's default covers it
         total, count = answer_nll(hidden, weight.to(hidden.dtype), labels, self.restrict, bias)

@@ -1,0 +1,352 @@
+"""Explanation metrics: overlap with reference text, review features, diversity and catalog faithfulness.
+
+Text metrics follow the PETER/PEPLER/P5 evaluation code, which the published numbers come from:
+
+* **Tokenisation** (:func:`metric_tokens`): lower-cased; a word (letters and digits, internal apostrophes
+  kept) or a single punctuation mark is one token; runs of one punctuation mark collapse ("!!!" -> "!").
+  PEPLER's ``postprocessing`` also splits clitics ("do n't"); here ``don't`` stays one token.
+* **BLEU-1 / BLEU-4**: corpus-level (n-gram counts summed over all outputs before the precisions and the
+  brevity penalty are taken), one reference per output, no smoothing, in percent. Computed by sacrebleu
+  with ``tokenize="none"`` over the tokens above; this is the same formula as the NMT ``compute_bleu``
+  that PEPLER calls.
+* **ROUGE-1 / ROUGE-2 / ROUGE-L**: F-measure of each output against its reference (rouge-score, over the
+  same tokens, no stemming), averaged over outputs, in percent, as PEPLER's ``rouge`` averages
+  sentence-level scores. (PEPLER's copy counts distinct n-grams and weights ROUGE-L's F by precision/recall;
+  rouge-score uses the standard clipped counts and F1, so expect small differences.)
+
+Feature metrics are PEPLER's ``utils.py`` definitions; features are found by whole-word phrase matching
+(:class:`~genrec.data.text.PhraseMatcher`), so multi-word features such as "sound quality" count too:
+
+* **FMR**: share of outputs that contain their ground-truth feature.
+* **FCR**: distinct features generated over all outputs / size of the feature vocabulary.
+* **DIV**: mean over all pairs of outputs of the number of features they share (lower is more diverse).
+* **USR**: distinct token sequences / number of outputs.
+
+Faithfulness (:func:`check_explanation`): the brands, categories, item titles and price bands an
+explanation names, matched against the catalog's vocabulary, must belong to the recommended item or to
+the user's history.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from genrec.data.attributes import (
+    MIN_TITLE_WORDS,
+    PRICE_BAND_NAMES,
+    ItemAttributes,
+    PriceBands,
+    price_bands_of,
+)
+from genrec.data.dataset import Catalog, Item
+from genrec.data.text import STOPWORDS, PhraseMatcher, normalize_phrase
+
+# ------------------------------------------------------------------------------------------------
+# Text overlap with references
+# ------------------------------------------------------------------------------------------------
+
+_METRIC_TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|([^\w\s])\1*")
+
+
+def metric_tokens(text: str) -> list[str]:
+    """The tokens BLEU, ROUGE and USR compare (see the module docstring)."""
+    text = text.lower().replace("\u2019", "'")
+    return [m.group(1) or m.group(0) for m in _METRIC_TOKEN.finditer(text)]
+
+
+class _Tokenizer:
+    """rouge-score's tokenizer interface over :func:`metric_tokens`."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return metric_tokens(text)
+
+
+def _check_pairs(references: Sequence[str], hypotheses: Sequence[str]) -> None:
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(hypotheses)} explanations but {len(references)} references")
+    if not hypotheses:
+        raise ValueError("no explanations to score")
+
+
+def bleu(references: Sequence[str], hypotheses: Sequence[str], max_order: int = 4) -> float:
+    """Corpus BLEU-``max_order`` in percent, one reference per hypothesis, no smoothing."""
+    from sacrebleu.metrics import BLEU
+
+    _check_pairs(references, hypotheses)
+    metric = BLEU(tokenize="none", smooth_method="none", max_ngram_order=max_order)
+    hyps = [" ".join(metric_tokens(h)) for h in hypotheses]
+    refs = [[" ".join(metric_tokens(r)) for r in references]]
+    return float(metric.corpus_score(hyps, refs).score)
+
+
+def rouge(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F-measure in percent, keyed ``rouge1``, ``rouge2``, ``rougeL``."""
+    from rouge_score import rouge_scorer  # imported on use: it pulls in nltk, seconds of import time
+
+    _check_pairs(references, hypotheses)
+    keys = ("rouge1", "rouge2", "rougeL")
+    scorer = rouge_scorer.RougeScorer(list(keys), tokenizer=_Tokenizer())
+    totals = dict.fromkeys(keys, 0.0)
+    for ref, hyp in zip(references, hypotheses):
+        scores = scorer.score(ref, hyp)
+        for key in keys:
+            totals[key] += scores[key].fmeasure
+    return {key: 100.0 * total / len(hypotheses) for key, total in totals.items()}
+
+
+def unique_sentence_ratio(hypotheses: Sequence[str]) -> float:
+    """USR: distinct token sequences / outputs (1.0 when every explanation differs)."""
+    if not hypotheses:
+        raise ValueError("no explanations to score")
+    return len({tuple(metric_tokens(h)) for h in hypotheses}) / len(hypotheses)
+
+
+# ------------------------------------------------------------------------------------------------
+# Feature metrics (PEPLER)
+# ------------------------------------------------------------------------------------------------
+
+
+def find_features(hypotheses: Sequence[str], features: Iterable[str]) -> list[set[str]]:
+    """The set of features (normalized, see :func:`~genrec.data.text.normalize_phrase`) in each output."""
+    matcher = PhraseMatcher(features)
+    return [set(matcher.find(h)) for h in hypotheses]
+
+
+def feature_matching_ratio(
+    found: Sequence[Collection[str]], reference_features: Sequence[str | Collection[str] | None]
+) -> float:
+    """FMR: share of outputs that contain their ground-truth feature.
+
+    A reference may be one feature (PEPLER) or several (an item's catalog attributes: any one counts).
+    Outputs whose reference has no feature are left out, as PEPLER's ``ignore`` argument does.
+    """
+    if len(found) != len(reference_features):
+        raise ValueError(f"{len(found)} outputs but {len(reference_features)} reference features")
+    hits = total = 0
+    for fs, ref in zip(found, reference_features):
+        wanted = {normalize_phrase(ref)} if isinstance(ref, str) else {normalize_phrase(r) for r in ref or ()}
+        wanted.discard("")
+        if wanted:
+            total += 1
+            hits += bool(wanted & set(fs))
+    if not total:
+        raise ValueError("no output has a reference feature")
+    return hits / total
+
+
+def feature_coverage_ratio(found: Sequence[Collection[str]], num_features: int) -> float:
+    """FCR: distinct features generated over all outputs / size of the feature vocabulary."""
+    if num_features <= 0:
+        raise ValueError(f"num_features must be positive, got {num_features}")
+    return len(set().union(*found)) / num_features
+
+
+def feature_diversity(found: Sequence[Collection[str]]) -> float:
+    """DIV: mean over pairs of outputs of ``|features_i & features_j|``; 0.0 with fewer than two outputs.
+
+    Counted per feature (a feature in ``c`` outputs is shared by ``c*(c-1)/2`` pairs), which equals PEPLER's
+    double loop but is linear, so it runs on all test users.
+    """
+    n = len(found)
+    if n < 2:
+        return 0.0
+    counts = Counter(f for fs in found for f in set(fs))
+    shared = sum(c * (c - 1) // 2 for c in counts.values())
+    return shared / (n * (n - 1) / 2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Faithfulness to the catalog
+# ------------------------------------------------------------------------------------------------
+
+AttributeKind = Literal["brand", "category", "item", "price"]
+Source = Literal["item", "history", "neither"]
+# A mention of one of these that belongs to neither the item nor the history is a hallucination; a wrong
+# price band makes an explanation unfaithful but is not counted as naming something that is not there.
+HALLUCINATION_KINDS: frozenset[str] = frozenset({"brand", "category", "item"})
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One thing an explanation can name. ``value`` is the normalized phrase, or the item id for items."""
+
+    kind: AttributeKind
+    value: str
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A phrase found in an explanation, what it can refer to, and whose attribute it is."""
+
+    phrase: str
+    attributes: frozenset[Attribute]
+    source: Source
+
+
+@dataclass(frozen=True)
+class FaithfulnessResult:
+    """The attributes one explanation names, split by whether the item or the history has them."""
+
+    mentions: tuple[Mention, ...]
+
+    @property
+    def item_mentions(self) -> tuple[Mention, ...]:
+        return tuple(m for m in self.mentions if m.source == "item")
+
+    @property
+    def history_mentions(self) -> tuple[Mention, ...]:
+        return tuple(m for m in self.mentions if m.source == "history")
+
+    @property
+    def unsupported(self) -> tuple[Mention, ...]:
+        return tuple(m for m in self.mentions if m.source == "neither")
+
+    @property
+    def faithful(self) -> bool:
+        """Every named attribute belongs to the item or the history (vacuously true when none is named)."""
+        return not self.unsupported
+
+    @property
+    def hallucinated(self) -> bool:
+        """Names a brand, category or item that neither the item nor the history has."""
+        return any(a.kind in HALLUCINATION_KINDS for m in self.unsupported for a in m.attributes)
+
+
+@dataclass
+class AttributeVocabulary:
+    """Every phrase that names a brand, category, item title or price band of the catalog.
+
+    Matching is case-insensitive over whole words (:class:`~genrec.data.text.PhraseMatcher`): a mention must
+    spell the whole brand, category or title ("L'Oreal" alone does not name "L'Oreal Paris"). Phrases made
+    only of stopwords are left out. Common words that are also category names ("face", "sun") are matched
+    as categories, which makes the checker strict rather than lenient.
+    """
+
+    phrases: Mapping[str, frozenset[Attribute]]
+    price_bands: PriceBands | None = None
+    _matcher: PhraseMatcher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._matcher = PhraseMatcher(self.phrases)
+
+    @classmethod
+    def from_catalog(
+        cls, catalog: Catalog, price_bands: PriceBands | None = None, min_title_words: int = MIN_TITLE_WORDS
+    ) -> AttributeVocabulary:
+        """Brands, categories and titles of ``catalog``; titles shorter than ``min_title_words`` words are
+        skipped (a one-word title reads as an ordinary word). ``price_bands`` defaults to the catalog's
+        terciles (:func:`~genrec.data.attributes.price_bands_of`); a catalog without prices has none."""
+        bands = price_bands or price_bands_of(catalog)
+        phrases: dict[str, set[Attribute]] = {}
+
+        def add(phrase: str, attribute: Attribute) -> None:
+            if phrase and not set(phrase.split()) <= STOPWORDS:
+                phrases.setdefault(phrase, set()).add(attribute)
+
+        for item in catalog:
+            attrs = ItemAttributes.of(item)
+            if attrs.brand:
+                add(normalize_phrase(attrs.brand), Attribute("brand", normalize_phrase(attrs.brand)))
+            for category in attrs.categories:
+                add(normalize_phrase(category), Attribute("category", normalize_phrase(category)))
+            title = normalize_phrase(attrs.title)
+            if len(title.split()) >= min_title_words:
+                add(title, Attribute("item", item.id))
+        if bands is not None:
+            for name in PRICE_BAND_NAMES:
+                add(normalize_phrase(name), Attribute("price", normalize_phrase(name)))
+        return cls({k: frozenset(v) for k, v in phrases.items()}, bands)
+
+    def attributes_of(self, item: Item) -> frozenset[Attribute]:
+        """The attributes ``item`` really has (its id, brand, categories, price band)."""
+        attrs = ItemAttributes.of(item, self.price_bands)
+        out = {Attribute("item", item.id)}
+        if attrs.brand:
+            out.add(Attribute("brand", normalize_phrase(attrs.brand)))
+        out.update(Attribute("category", normalize_phrase(c)) for c in attrs.categories)
+        if attrs.price_band:
+            out.add(Attribute("price", normalize_phrase(attrs.price_band)))
+        return frozenset(out)
+
+    def feature_phrases(self, kinds: Collection[str] = ("brand", "category")) -> list[str]:
+        """Phrases naming an attribute of ``kinds``: the feature vocabulary for FMR/FCR/DIV on a catalog."""
+        return sorted(p for p, attrs in self.phrases.items() if any(a.kind in kinds for a in attrs))
+
+    def item_features(self, item: Item, kinds: Collection[str] = ("brand", "category")) -> set[str]:
+        """The item's own phrases of ``kinds``: its ground-truth features for FMR."""
+        return {a.value for a in self.attributes_of(item) if a.kind in kinds and a.value in self.phrases}
+
+    def find(self, text: str) -> list[tuple[str, frozenset[Attribute]]]:
+        """Each vocabulary phrase named in ``text`` (text order) with the attributes it can refer to."""
+        return [(phrase, self.phrases[phrase]) for phrase in self._matcher.find(text)]
+
+
+def check_explanation(
+    explanation: str, item: Item, history: Sequence[Item], vocabulary: AttributeVocabulary
+) -> FaithfulnessResult:
+    """Which attributes ``explanation`` names, and whether each belongs to ``item``, ``history`` or neither.
+
+    A phrase that can refer to several attributes (a title that is also a category) is supported when any
+    of them belongs to the item or the history; the item takes precedence over the history.
+    """
+    own = vocabulary.attributes_of(item)
+    past = frozenset().union(*(vocabulary.attributes_of(h) for h in history))
+    mentions = []
+    for phrase, attributes in vocabulary.find(explanation):
+        source: Source = "item" if attributes & own else "history" if attributes & past else "neither"
+        mentions.append(Mention(phrase, attributes, source))
+    return FaithfulnessResult(tuple(mentions))
+
+
+def faithfulness_metrics(results: Sequence[FaithfulnessResult]) -> dict[str, float]:
+    """``faithfulness`` (share of explanations that name only attributes of the item or history) and
+    ``hallucination_rate`` (share naming a brand, category or item found in neither)."""
+    if not results:
+        raise ValueError("no explanations to score")
+    return {
+        "faithfulness": sum(r.faithful for r in results) / len(results),
+        "hallucination_rate": sum(r.hallucinated for r in results) / len(results),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Everything at once
+# ------------------------------------------------------------------------------------------------
+
+
+def explanation_metrics(
+    hypotheses: Sequence[str],
+    references: Sequence[str] | None = None,
+    features: Iterable[str] | None = None,
+    reference_features: Sequence[str | Collection[str] | None] | None = None,
+    faithfulness: Sequence[FaithfulnessResult] | None = None,
+) -> dict[str, float]:
+    """All metrics the inputs allow, under the keys the bench JSONs use.
+
+    Always ``usr``; with ``references``: ``bleu1``, ``bleu4``, ``rouge1``, ``rouge2``, ``rougeL``
+    (percent); with ``features``: ``fcr`` and ``div``, plus ``fmr`` given ``reference_features``; with
+    ``faithfulness`` results (one per hypothesis): ``faithfulness`` and ``hallucination_rate``.
+    """
+    out = {"usr": unique_sentence_ratio(hypotheses)}
+    if references is not None:
+        out["bleu1"] = bleu(references, hypotheses, max_order=1)
+        out["bleu4"] = bleu(references, hypotheses, max_order=4)
+        out.update(rouge(references, hypotheses))
+    if features is not None:
+        vocabulary = sorted({normalize_phrase(f) for f in features} - {""})
+        found = find_features(hypotheses, vocabulary)
+        out["fcr"] = feature_coverage_ratio(found, len(vocabulary))
+        out["div"] = feature_diversity(found)
+        if reference_features is not None:
+            out["fmr"] = feature_matching_ratio(found, reference_features)
+    elif reference_features is not None:
+        raise ValueError("reference_features need the feature vocabulary (features=...)")
+    if faithfulness is not None:
+        if len(faithfulness) != len(hypotheses):
+            raise ValueError(f"{len(hypotheses)} explanations but {len(faithfulness)} faithfulness results")
+        out.update(faithfulness_metrics(faithfulness))
+    return out

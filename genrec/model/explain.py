@@ -1,0 +1,100 @@
+"""Explanation decoding: batched, left-padded ``model.generate`` whose every setting is an explicit argument.
+
+transformers fills each setting a passed ``GenerationConfig`` leaves unset (repetition penalty, top-k,
+suppressed tokens, ...) from ``model.generation_config``, which a checkpoint or a caller may have changed.
+:func:`generate_texts` therefore makes its own config the model's for the duration of the call, so the
+output depends on :class:`ExplanationConfig` and the library defaults only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import GenerationConfig
+
+
+@dataclass(frozen=True)
+class ExplanationConfig:
+    """How explanations are decoded. Greedy by default, so the same input gives the same text; with
+    ``do_sample=True`` tokens are sampled at ``temperature`` from the top-``top_p`` mass (seed torch for
+    repeatable samples). ``template`` names the explanation template; ``phrasing`` picks its phrasing."""
+
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    num_beams: int = 1
+    template: str = "explanation"
+    phrasing: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.num_beams < 1:
+            raise ValueError(
+                f"max_new_tokens and num_beams must be >= 1, got {self.max_new_tokens} and {self.num_beams}"
+            )
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+    def generation_config(self, tokenizer: Any, suppress_ids: Sequence[int] = ()) -> GenerationConfig:
+        """The full ``GenerationConfig``; ``suppress_ids`` are tokens never generated (the SID tokens)."""
+        sampling = (
+            {"temperature": self.temperature, "top_p": self.top_p, "top_k": 0} if self.do_sample else {}
+        )
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            num_beams=self.num_beams,
+            num_return_sequences=1,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            suppress_tokens=list(suppress_ids) or None,
+            **sampling,
+        )
+
+
+def encode_left_padded(tokenizer: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenized ``(input_ids, attention_mask)`` padded on the left: every row ends at the last column."""
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(list(texts), return_tensors="pt", padding=True)
+    finally:
+        tokenizer.padding_side = side
+    return enc["input_ids"], enc["attention_mask"]
+
+
+@contextmanager
+def _as_model_generation_config(model: Any, config: GenerationConfig) -> Iterator[None]:
+    """``config`` as ``model.generation_config`` for one call (see the module docstring for why)."""
+    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = hf_model.generation_config
+    hf_model.generation_config = config
+    try:
+        yield
+    finally:
+        hf_model.generation_config = saved
+
+
+@torch.no_grad()
+def generate_texts(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    config: ExplanationConfig,
+    suppress_ids: Sequence[int] = (),
+) -> list[str]:
+    """One continuation per prompt (special tokens dropped, whitespace stripped), in one ``generate`` call."""
+    if not prompts:
+        return []
+    gen_config = config.generation_config(tokenizer, suppress_ids)
+    ids, mask = encode_left_padded(tokenizer, prompts)
+    device = next(model.parameters()).device
+    with _as_model_generation_config(model, gen_config):
+        out = model.generate(
+            input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_config
+        )
+    return [text.strip() for text in tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
