@@ -49,16 +49,13 @@ COMPACT = CompactConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate
 
 
 class CountingTrainer(GenRecSFTTrainer):
-    """Counts the real tokens and next-item targets (first-level SID labels) of every training step."""
+    """Also counts next-item targets (first-level SID labels); the trainer already counts real tokens."""
 
     first_level_ids: torch.Tensor
+    targets_seen: int = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs["labels"]
-        self.tokens_seen = getattr(self, "tokens_seen", 0) + int(inputs["input_ids"].numel())
-        self.targets_seen = getattr(self, "targets_seen", 0) + int(
-            torch.isin(labels, self.first_level_ids).sum()
-        )
+        self.targets_seen += int(torch.isin(inputs["labels"], self.first_level_ids).sum())
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
 
@@ -71,7 +68,7 @@ class StepClock(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup:
-            self.start = (time.perf_counter(), self.trainer.tokens_seen, self.trainer.targets_seen)
+            self.start = (time.perf_counter(), self.trainer._total_train_tokens, self.trainer.targets_seen)
 
 
 def measure_throughput(recipe: SFTRecipe, dataset, sid, steps: int, warmup: int) -> dict[str, float]:
@@ -92,7 +89,7 @@ def measure_throughput(recipe: SFTRecipe, dataset, sid, steps: int, warmup: int)
     seconds = time.perf_counter() - clock.start[0]
     return {
         "targets_per_s": (trainer.targets_seen - clock.start[2]) / seconds,
-        "tokens_per_s": (trainer.tokens_seen - clock.start[1]) / seconds,
+        "tokens_per_s": (trainer._total_train_tokens - clock.start[1]) / seconds,
         "step_s": seconds / steps,
     }
 

@@ -127,14 +127,14 @@ class ItemTrie:
         for u, items in enumerate(rows):
             if len(items) and (items[0] < 0 or items[-1] >= self.num_items):
                 raise ValueError(f"exclude[{u}] has item indices outside [0, {self.num_items})")
-        user = np.concatenate([np.full(len(items), u) for u, items in enumerate(rows)] + [np.zeros(0)])
-        items = np.concatenate([*rows, np.zeros(0, dtype=np.int64)]).astype(np.int64)
+        user = np.repeat(np.arange(len(rows)), [len(items) for items in rows])
+        items = np.concatenate([*rows, np.zeros(0, dtype=np.int64)])
         masks = []
         for d in range(self.depth):
             num_nodes = len(self.child_tokens[d + 1]) if d + 1 < self.depth else self.num_items
             leaves = np.bincount(self.item_nodes[:, d], minlength=num_nodes)
             hits = np.zeros((len(rows), num_nodes), dtype=np.int64)
-            np.add.at(hits, (user.astype(np.int64), self.item_nodes[items, d]), 1)
+            np.add.at(hits, (user, self.item_nodes[items, d]), 1)
             masks.append(torch.from_numpy(hits == leaves[None]).to(device))
         return tuple(masks)
 

@@ -248,11 +248,7 @@ class GenerativeRecommender:
             self._builder = PromptBuilder.from_catalog(self.catalog, self.sid)
         history = np.asarray(history, dtype=np.int64)[-self.max_history :]
         chat = ChatFormat(self.tokenizer, self.template.system)
-        if self.template.task == "sequence":  # the model continues the user's own item sequence
-            return chat(self.template.render_prompt({}, phrasing)) + self._builder.sequence_prefix(
-                self.template, history
-            )
-        return chat(self._builder.seqrec_prompt(self.template, history, phrasing))
+        return self._builder.next_item_prompt(self.template, chat, history, phrasing)
 
     def encode_prompts(
         self, histories: Sequence[np.ndarray], phrasing: int = 0

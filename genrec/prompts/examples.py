@@ -164,15 +164,21 @@ class PromptBuilder:
             values["explanation"] = explanation
         return values
 
-    def seqrec_prompt(self, template: TaskTemplate, history: Sequence[int], phrasing: int = 0) -> str:
-        """The user turn for one history; an empty history gets the template's cold-start prompt."""
-        if len(history) == 0:
-            return template.render_cold_start()
-        return template.render_prompt(self.seqrec_values(history), phrasing)
+    def next_item_prompt(
+        self, template: TaskTemplate, chat: ChatFormat, history: Sequence[int], phrasing: int = 0
+    ) -> str:
+        """The full prompt a next-item template gives one history, the same for eval examples and inference.
 
-    def sequence_prefix(self, template: TaskTemplate, history: Sequence[int]) -> str:
-        """A ``sequence`` template's answer rendered up to the end of ``history``: the model continues it."""
-        return template.render_answer(self.sequence_values(history))
+        ``seqrec``: the history in the user turn (an empty one gets the cold-start prompt). ``sequence``: a
+        fixed instruction, then the history's SIDs as the start of the answer, which the model continues.
+        """
+        if template.task == "sequence":
+            return chat(template.render_prompt({}, phrasing)) + template.render_answer(
+                self.sequence_values(history)
+            )
+        if len(history) == 0:
+            return chat(template.render_cold_start())
+        return chat(template.render_prompt(self.seqrec_values(history), phrasing))
 
 
 def build_sft_examples(
@@ -265,14 +271,10 @@ def build_eval_examples(
     fmt = ChatFormat(tokenizer, template.system)
     prompts, completions = [], []
     for h, t in zip(ex.histories[:n], ex.targets[:n]):
-        if template.task == "sequence":  # the history is the start of the answer; the target continues it
-            prompts.append(
-                fmt(template.render_prompt({}, phrasing))
-                + builder.sequence_prefix(template, h[-max_history:])
-            )
+        history = h[-max_history:]
+        prompts.append(builder.next_item_prompt(template, fmt, history, phrasing))
+        if template.task == "sequence":  # the history starts the answer; the target continues it
             completions.append(builder.sid_strings[int(t)])
-            continue
-        values = builder.seqrec_values(h[-max_history:], int(t))
-        prompts.append(fmt(template.render_prompt(values, phrasing)))
-        completions.append(template.render_answer(values))
+        else:
+            completions.append(template.render_answer(builder.seqrec_values(history, int(t))))
     return {"prompt": prompts, "completion": completions, "task": [template.name] * n}
