@@ -91,7 +91,7 @@ def main() -> None:
     recipe.override("train.save_steps", 50)
     recipe.override("train.num_threads", threads)
     recipe.override("data.eval_users", 0)
-    sid = load_or_build_sid(recipe, full.catalog)  # SIDs of the whole catalog, built once
+    sid = load_or_build_sid(recipe, full)  # SIDs of the whole catalog, built once
     test = dataset.test_examples()
     histories, targets = test.histories[: args.test_users], test.targets[: args.test_users]
     walls["data_and_sids"] = time.perf_counter() - t

@@ -133,7 +133,7 @@ def main() -> None:
     if args.max_users is not None:
         recipe.override("data.max_users", args.max_users)
     dataset = load_recipe_data(recipe)
-    sid = load_or_build_sid(recipe, dataset.catalog)
+    sid = load_or_build_sid(recipe, dataset)
     test = dataset.test_examples()
     histories, targets = list(test.histories), np.asarray(test.targets)
     walls: dict[str, float] = state.setdefault("walls", {})

@@ -38,29 +38,30 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_sid(args: argparse.Namespace) -> int:
     from genrec.data import load_dataset
-    from genrec.embed import cooccurrence_pairs, encode_item_modalities
-    from genrec.sid import build_multimodal_semantic_ids, build_semantic_ids
+    from genrec.sid import SemanticIDSpec, build_dataset_semantic_ids
     from genrec.sid.multimodal import parse_modality_map
     from genrec.utils import configure_threads
 
     configure_threads(args.threads)
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    ds = load_dataset(args.dataset)
-    emb = encode_item_modalities(ds.catalog, modalities, args.model, args.image_encoder)
-    common = {"method": args.method, "codebook_size": args.codebook_size, "seed": args.seed}
-    if modalities == ["text"] and args.layout == "fused" and not args.behaviour:
-        sid = build_semantic_ids(emb["text"], levels=args.levels, catalog=ds.catalog, **common)
-    else:
-        per_modality = args.layout == "per-modality"
-        sid = build_multimodal_semantic_ids(
-            emb,
-            layout="per_modality" if per_modality else "fused",
-            levels=parse_modality_map(args.modality_levels, int) if per_modality else args.levels,
-            weights=parse_modality_map(args.modality_weights),
-            behaviour_pairs=cooccurrence_pairs(ds.train_sequences()) if args.behaviour else None,
-            catalog=ds.catalog,
-            **common,
-        )
+    per_modality = args.layout == "per-modality"
+    spec = SemanticIDSpec(
+        method=args.method,
+        levels=args.levels,
+        codebook_size=args.codebook_size,
+        embed_model=args.model,
+        seed=args.seed,
+        modalities=modalities,
+        layout="per_modality" if per_modality else "fused",
+        modality_levels=parse_modality_map(args.modality_levels, int) if per_modality else {},
+        modality_weights=parse_modality_map(args.modality_weights),
+        image_encoder=args.image_encoder,
+        behaviour_dim=args.behaviour_dim,
+        behaviour_window=args.behaviour_window,
+        align_behaviour=args.align_behaviour,
+        balanced_last_level=args.balanced_last_level,
+    )
+    sid = build_dataset_semantic_ids(load_dataset(args.dataset), spec)
     sid.save_pretrained(args.output_dir)
     print(json.dumps(sid.diagnostics, indent=2, default=float))
     print(f"saved: {args.output_dir}")
@@ -152,7 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=3)
     p.add_argument("--codebook-size", type=int, default=256)
     p.add_argument("--model", default=None, help="sentence-transformers model name or path (default MiniLM)")
-    p.add_argument("--modalities", default="text", help="comma-separated: text, image (default text)")
+    p.add_argument(
+        "--modalities",
+        default="text",
+        help="comma-separated: text, image, behaviour (training co-occurrence); default text",
+    )
     p.add_argument(
         "--image-encoder",
         default=None,
@@ -167,10 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modality-weights", default="", help="fusion weights, e.g. text=0.7,image=0.3 (default 1)"
     )
+    p.add_argument("--behaviour-dim", type=int, default=64, help="size of the behaviour embedding")
     p.add_argument(
-        "--behaviour",
+        "--behaviour-window", type=int, default=5, help="positions apart that count as co-occurring"
+    )
+    p.add_argument(
+        "--align-behaviour",
         action="store_true",
-        help="align embeddings to training co-occurrence before quantizing",
+        help="project content embeddings so training co-occurrences are close before quantizing",
+    )
+    p.add_argument(
+        "--balanced-last-level",
+        action="store_true",
+        help="spread colliding items over distinct last-level codes (fewer de-dup codes)",
     )
     p.add_argument("--seed", type=int, default=0)
     _add_threads(p)

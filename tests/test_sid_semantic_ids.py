@@ -162,22 +162,22 @@ def test_cold_start_codes_do_not_clash(sid, catalog):
 
 def test_load_or_build_builds_once_then_reloads(tmp_path, monkeypatch):
     import genrec.embed
-    from genrec.sid import load_or_build_semantic_ids
+    from genrec.data import make_synthetic
+    from genrec.sid import SemanticIDSpec, load_or_build_semantic_ids
 
-    items = Catalog([Item(str(i), f"item {i}") for i in range(48)])
+    ds = make_synthetic(num_users=20, num_items=48)
+    spec = SemanticIDSpec(levels=2, codebook_size=4)
     calls = []
 
-    def fake_encode(catalog, model=None):  # stands in for MiniLM: the test is about caching the SIDs
-        calls.append(model)
-        return make_embeddings(len(catalog))
+    def fake_encode(catalog, modalities, *args):  # stands in for MiniLM: the test is about caching
+        calls.append(modalities)
+        return {"text": make_embeddings(len(catalog))}
 
-    monkeypatch.setattr(genrec.embed, "encode_items", fake_encode)
-    built = load_or_build_semantic_ids(
-        items, tmp_path / "sid", levels=2, codebook_size=4, show_progress=False
-    )
-    again = load_or_build_semantic_ids(items, tmp_path / "sid")
-    assert len(calls) == 1
+    monkeypatch.setattr(genrec.embed, "encode_item_modalities", fake_encode)
+    built = load_or_build_semantic_ids(ds, tmp_path / "sid", spec)
+    again = load_or_build_semantic_ids(ds, tmp_path / "sid", spec)
+    assert calls == [["text"]]
     np.testing.assert_array_equal(built.codes, again.codes)
-    other = Catalog([Item(str(i), f"item {i}") for i in range(1, 49)])
+    other = make_synthetic(num_users=20, num_items=49)
     with pytest.raises(CheckpointMismatchError):
-        load_or_build_semantic_ids(other, tmp_path / "sid")
+        load_or_build_semantic_ids(other, tmp_path / "sid", spec)

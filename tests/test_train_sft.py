@@ -186,11 +186,11 @@ def test_recipe_builds_semantic_ids_once_then_reloads(tmp_path):
 
     recipe = SFTRecipe.from_yaml(Path(__file__).parents[1] / "recipes" / "synthetic_smollm2_lora.yaml")
     recipe.override("train.output_dir", str(tmp_path))
-    catalog = make_synthetic(num_users=50, num_items=64).catalog
-    built = load_or_build_sid(recipe, catalog)
+    dataset = make_synthetic(num_users=50, num_items=64)
+    built = load_or_build_sid(recipe, dataset)
     assert (tmp_path / "semantic_ids" / "sid_config.json").is_file()
     assert built.codebook_sizes[:2] == [recipe.sid.codebook_size] * recipe.sid.levels
-    np.testing.assert_array_equal(load_or_build_sid(recipe, catalog).codes, built.codes)
+    np.testing.assert_array_equal(load_or_build_sid(recipe, dataset).codes, built.codes)
 
 
 @pytest.mark.parametrize("task", ["seqrec", "sequence"])

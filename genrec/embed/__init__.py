@@ -9,6 +9,7 @@ Usage:
     enc = pretrain_image_encoder(catalog, emb, ImagePretrainConfig(), output_dir="runs/img")  # CLIP-style
 """
 
+from genrec.embed.behaviour import cooccurrence_embeddings
 from genrec.embed.contrastive import (
     BehaviourAlignConfig,
     align_to_behaviour,
@@ -64,6 +65,7 @@ __all__ = [
     "pretrain_image_encoder",
     "BehaviourAlignConfig",
     "align_to_behaviour",
+    "cooccurrence_embeddings",
     "cooccurrence_pairs",
     "info_nce",
     "project",

@@ -28,7 +28,7 @@ from genrec.data.dataset import SequenceDataset
 from genrec.decoding import ItemTrie, constrained_beam_search
 from genrec.errors import CheckpointMismatchError
 from genrec.utils import (
-    atomic_write,
+    atomic_directory,
     atomic_write_json,
     configure_threads,
     get_logger,
@@ -414,11 +414,15 @@ def train_compact(
         )
         if improved:
             state.update(best=score, best_epoch=epoch + 1)
-            rec.save_pretrained(best)
-        rec.save_pretrained(last)
-        with atomic_write(last / "optimizer.pt", "wb") as fh:
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, fh)
-        atomic_write_json(last / "trainer_state.json", {**state, "config": asdict(config)})
+            with atomic_directory(best) as folder:
+                rec.save_pretrained(folder)
+        with atomic_directory(last) as folder:  # weights, optimizer and state of one epoch, or none
+            rec.save_pretrained(folder)
+            torch.save(
+                {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                folder / "optimizer.pt",
+            )
+            atomic_write_json(folder / "trainer_state.json", {**state, "config": asdict(config)})
         if config.max_minutes is not None and (time.monotonic() - start_time) / 60 > config.max_minutes:
             logger.info("stopping: %.1f-minute budget spent", config.max_minutes)
             break

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from genrec.sid.diagnostics import category_purity, code_diagnostics, dedup_dist
 from genrec.sid.quantizer import Quantizer, ResidualQuantizer
 from genrec.sid.rqkmeans import ResidualKMeans, RQKMeansConfig
 from genrec.sid.rqvae import RQVAE, RQVAEConfig
-from genrec.sid.semantic_ids import CONFIG_NAME, SemanticIDs
+from genrec.sid.semantic_ids import SemanticIDs
 from genrec.utils.runtime import get_logger
 
 logger = get_logger(__name__)
@@ -157,21 +156,3 @@ def assemble_semantic_ids(
         diagnostics=diagnostics,
         build_config=build_config,
     )
-
-
-def load_or_build_semantic_ids(
-    catalog: Catalog,
-    folder: str | Path,
-    embed_model: str | None = None,
-    **build_kwargs: Any,
-) -> SemanticIDs:
-    """Semantic IDs saved in ``folder`` (checked against ``catalog``); built from item-text embeddings
-    and saved there on first use. ``build_kwargs`` go to :func:`build_semantic_ids`."""
-    from genrec.embed import encode_items
-
-    folder = Path(folder)
-    if (folder / CONFIG_NAME).is_file():
-        return SemanticIDs.from_pretrained(folder, catalog=catalog)
-    sid = build_semantic_ids(encode_items(catalog, model=embed_model), catalog=catalog, **build_kwargs)
-    sid.save_pretrained(folder)
-    return sid

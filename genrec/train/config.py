@@ -22,6 +22,7 @@ import yaml
 
 from genrec.errors import DataFormatError
 from genrec.model.adapters import LoraSettings
+from genrec.sid.spec import SemanticIDSpec
 
 
 @dataclass
@@ -60,15 +61,14 @@ class DataArgs:
 
 
 @dataclass
-class SIDArgs:
-    """Load semantic IDs from ``path``, or build them from item text embeddings."""
+class SIDArgs(SemanticIDSpec):
+    """Load semantic IDs from ``path``, or build them as the rest of the section says (text by default;
+    ``modalities: [text, behaviour]`` adds training co-occurrence; see :class:`genrec.sid.SemanticIDSpec`)."""
 
     path: str | None = None
-    method: str = "rqkmeans"
-    levels: int = 3
-    codebook_size: int = 256
-    embed_model: str | None = None
-    seed: int = 0
+
+    def spec(self) -> SemanticIDSpec:
+        return SemanticIDSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SemanticIDSpec)})
 
 
 @dataclass

@@ -43,25 +43,17 @@ def load_recipe_data(recipe: SFTRecipe) -> Any:
     return dataset
 
 
-def load_or_build_sid(recipe: SFTRecipe, catalog: Any) -> Any:
-    """``sid.path`` if given; else built once from item-text embeddings into ``output_dir/semantic_ids``."""
+def load_or_build_sid(recipe: SFTRecipe, dataset: Any) -> Any:
+    """``sid.path`` if given; else built once, as the ``sid`` section says, in ``output_dir/semantic_ids``."""
     from accelerate import PartialState
 
     from genrec.sid import SemanticIDs, load_or_build_semantic_ids
 
     if recipe.sid.path is not None:
-        return SemanticIDs.from_pretrained(recipe.sid.path, catalog=catalog)
+        return SemanticIDs.from_pretrained(recipe.sid.path, catalog=dataset.catalog)
     # The main process builds and saves; the others then load what it saved.
     with PartialState().main_process_first():
-        return load_or_build_semantic_ids(
-            catalog,
-            Path(recipe.train.output_dir) / "semantic_ids",
-            embed_model=recipe.sid.embed_model,
-            method=recipe.sid.method,
-            levels=recipe.sid.levels,
-            codebook_size=recipe.sid.codebook_size,
-            seed=recipe.sid.seed,
-        )
+        return load_or_build_semantic_ids(dataset, Path(recipe.train.output_dir) / "semantic_ids", recipe.sid)
 
 
 def sft_config(recipe: SFTRecipe, has_eval: bool) -> Any:
@@ -232,7 +224,7 @@ def train_sft(
     with atomic_write(out / "recipe.yaml") as fh:
         yaml.safe_dump(recipe.to_dict(), fh, sort_keys=False)
     dataset = dataset if dataset is not None else load_recipe_data(recipe)
-    sid = sid if sid is not None else load_or_build_sid(recipe, dataset.catalog)
+    sid = sid if sid is not None else load_or_build_sid(recipe, dataset)
     rec = build_recommender(recipe, dataset.catalog, sid, model=model, tokenizer=tokenizer)
     trainer = build_trainer(recipe, rec, dataset, callbacks)
     checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None

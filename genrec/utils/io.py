@@ -1,10 +1,11 @@
-"""Atomic writes: write to a temp file in the same folder, then rename, so readers never see half a file."""
+"""Atomic writes: fill a temp file or folder beside the target, then rename, so readers never see half."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,34 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh folder to fill; on success ``path`` becomes a symlink to it in one atomic step.
+
+    A checkpoint written this way is never a mix of two saves (weights of one epoch, optimizer state of
+    another): until the swap readers see the previous folder whole, after it the new one. The previous
+    target is then deleted; on error the new folder is.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{path.name}.", dir=path.parent))
+    try:
+        yield staging
+        previous = path.resolve() if path.is_symlink() else None
+        if path.exists() and not path.is_symlink():  # a plain folder from an older save: replace it
+            shutil.rmtree(path)
+        link = path.parent / f".{path.name}.link.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(staging.name)  # relative, so the run folder can be moved
+        os.replace(link, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if previous is not None and previous != staging.resolve():
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _umask() -> int:
