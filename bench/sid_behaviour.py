@@ -97,7 +97,7 @@ def main() -> None:
             "train_s": train_s,
             "decode_ms_per_user": 1000 * (time.perf_counter() - t) / len(valid),
             "collision_rate": sid.diagnostics["collision_rate"],
-            "history": read_json(folder / "compact" / "last" / "trainer_state.json")["history"],
+            "history": read_json(folder / "compact" / "trainer_state.json")["history"],
         }
         atomic_write_json(state_path, state)
 

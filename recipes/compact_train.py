@@ -2,8 +2,9 @@
 
     python recipes/compact_train.py --config recipes/compact_beauty.yaml [--dataset amazon2014-beauty]
 
-Re-running resumes from ``<output_dir>/last``; the best validation model lands in ``<output_dir>/best``
-(``CompactRecommender.from_pretrained``) and the semantic IDs in ``<output_dir>/sid``.
+Re-running resumes from the latest ``<output_dir>/checkpoint-<step>``; the best validation model lands in
+``<output_dir>/best`` (``CompactRecommender.from_pretrained``), the per-epoch history in
+``<output_dir>/trainer_state.json`` and the semantic IDs in ``<output_dir>/sid``.
 """
 
 from __future__ import annotations
