@@ -74,7 +74,7 @@ def main() -> None:
     walls: dict[str, float] = {}
     t = time.perf_counter()
     dataset = load_amazon_p5(shared_dataset("amazon2014-beauty"))
-    sid = load_or_build_semantic_ids(dataset, work / "sid")
+    sid = load_or_build_semantic_ids(dataset, work / "sid", config.sid)
     walls["data_and_sids"] = time.perf_counter() - t
     test = dataset.test_examples()
     rows, results = [], {}

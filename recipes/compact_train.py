@@ -33,7 +33,7 @@ def main() -> None:
     if args.output_dir:
         config.output_dir = args.output_dir
     dataset = load_amazon_p5(shared_dataset(args.dataset))
-    sid = load_or_build_semantic_ids(dataset, Path(config.output_dir) / "sid")
+    sid = load_or_build_semantic_ids(dataset, Path(config.output_dir) / "sid", config.sid)
     item_tokens = [sid.item_tokens(i) for i in range(len(dataset.catalog))]
     train_compact(dataset, item_tokens, config)
 

@@ -202,7 +202,11 @@ def test_resume_with_other_architecture_raises(tmp_path, dataset):
 
 
 def test_training_config_rejects_unknown_fields():
-    config = CompactTrainingConfig.from_dict({"epochs": 2, "compact": {"hidden_size": 64}})
-    assert config.compact.hidden_size == 64
+    config = CompactTrainingConfig.from_dict(
+        {"epochs": 2, "compact": {"hidden_size": 64}, "sid": {"modalities": ["text", "behaviour"]}}
+    )
+    assert config.compact.hidden_size == 64 and config.sid.modalities == ["text", "behaviour"]
     with pytest.raises(ValueError, match="unknown"):
         CompactTrainingConfig.from_dict({"epoch": 2})
+    with pytest.raises(ValueError, match="sid.modalities"):
+        CompactTrainingConfig.from_dict({"sid": {"modalities": ["audio"]}})

@@ -40,6 +40,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from genrec.data.dataset import SequenceDataset, SplitExamples
 from genrec.decoding import ItemTrie, constrained_beam_search
 from genrec.errors import CheckpointMismatchError
+from genrec.sid.spec import SemanticIDSpec
 from genrec.utils import (
     atomic_directory,
     atomic_write_json,
@@ -264,6 +265,7 @@ class CompactTrainingConfig:
 
     output_dir: str = "runs/compact"
     compact: CompactConfig = field(default_factory=CompactConfig)
+    sid: SemanticIDSpec = field(default_factory=SemanticIDSpec)  # how the recipe's script builds the IDs
     epochs: int = 30
     batch_size: int = 128  # users per step
     learning_rate: float = 2e-3
@@ -290,6 +292,8 @@ class CompactTrainingConfig:
             raise ValueError(f"unknown training config fields {sorted(unknown)}; known: {sorted(known)}")
         if isinstance(values.get("compact"), dict):
             values["compact"] = CompactConfig(**values["compact"])
+        if isinstance(values.get("sid"), dict):
+            values["sid"] = SemanticIDSpec(**values["sid"])
         return cls(**values)
 
 
