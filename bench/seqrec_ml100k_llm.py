@@ -172,6 +172,7 @@ def main() -> None:
             )
             for name, c in configs.items()
         }
+        state["throughput_steps"] = args.throughput_steps
         save_state()
     throughput = state["throughput"]
     names = list(throughput)
@@ -284,7 +285,7 @@ def main() -> None:
         f"Paired 95% intervals of (LLM - baseline) recall@10: "
         + "; ".join(f"{n} [{lo:+.4f}, {hi:+.4f}]" for n, (lo, hi) in gains.items())
         + f".\n\nTraining throughput on the first 100 ML-100K users (same model, "
-        f"{args.throughput_steps} timed steps after 2, "
+        f"{state.get('throughput_steps', args.throughput_steps)} timed steps after 2, "
         f"batch {batch}); targets = next-item targets trained:\n\n"
         f"{markdown_table(tput_rows, ['recipe', *TPUT_COLUMNS])}"
     )
