@@ -67,9 +67,6 @@ class SIDArgs(SemanticIDSpec):
 
     path: str | None = None
 
-    def spec(self) -> SemanticIDSpec:
-        return SemanticIDSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SemanticIDSpec)})
-
 
 @dataclass
 class TrainArgs:
