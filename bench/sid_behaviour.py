@@ -24,19 +24,16 @@ import numpy as np
 import yaml
 
 from bench.common import markdown_table, record
+from bench.seqrec_ml100k_llm import COMPACT as ML100K_ARCHITECTURE
 from genrec.data import SequenceDataset, load_dataset
 from genrec.eval import bootstrap_interval, evaluate_lists, topk_ranks
-from genrec.model.compact import CompactConfig, CompactRecommender, CompactTrainingConfig, train_compact
+from genrec.model.compact import CompactRecommender, CompactTrainingConfig, train_compact
 from genrec.sid import SemanticIDSpec, load_or_build_semantic_ids
 from genrec.utils import atomic_write_json, configure_threads, read_json
 
 VARIANTS = {"text-only": ["text"], "text + behaviour": ["text", "behaviour"]}
-ML100K_COMPACT = CompactTrainingConfig(  # the compact baseline of bench.seqrec_ml100k_llm
-    compact=CompactConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, max_items=50),
-    epochs=10,
-    batch_size=64,
-    learning_rate=2e-3,
-    warmup_steps=50,
+ML100K_COMPACT = CompactTrainingConfig(  # the compact baseline of bench.seqrec_ml100k_llm, 10 epochs
+    compact=ML100K_ARCHITECTURE, epochs=10, batch_size=64, learning_rate=2e-3, warmup_steps=50
 )
 SETTINGS = {
     "ml100k": {"codebook_size": 32, "eval_users": 0},  # as recipes/ml100k_smollm2_lora.yaml
