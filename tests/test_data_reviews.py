@@ -165,6 +165,7 @@ def test_instruments_targets(instruments_dir):
 def test_review_explanations_use_training_pairs_only(tmp_path):
     from genrec.data import dataset_reviews, load_amazon_reviews
     from genrec.prompts import review_explanations
+    from genrec.prompts.explanations import training_review_features
 
     texts = {  # every review names a feature; the last two items of each user are validation and test
         0: "The tuner clip is strong. Nice.",
@@ -188,6 +189,8 @@ def test_review_explanations_use_training_pairs_only(tmp_path):
     ds = load_amazon_reviews(path, k_core=1)
     reviews = dataset_reviews(ds)  # read from the dump the dataset came from
     assert len(reviews) == 16
+    # features come from the training reviews (texts 0 and 1) only: the pedal and strings reviews are held out
+    assert set(training_review_features(ds, reviews, min_df=1).features) == {"clip", "tuner clip", "display"}
     examples = review_explanations(ds, reviews, min_df=1)
     assert [e.explanation for e in examples] == [
         "I like the display on this tuner."

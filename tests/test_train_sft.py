@@ -82,7 +82,7 @@ def test_restricted_loss_known_answer():
     logits = hidden[0, :-1] @ weight.T
     expected = (
         F.cross_entropy(logits[0:1, 7:10], torch.tensor([0]), reduction="sum")
-        + F.cross_entropy(logits[1:2], torch.tensor([2]), reduction="sum")  # 2 is outside: full softmax
+        + F.cross_entropy(logits[1:2, :7], torch.tensor([2]), reduction="sum")  # text: softmax without SIDs
         + F.cross_entropy(logits[2:3, 7:10], torch.tensor([1]), reduction="sum")
     )
     assert count.item() == 3
@@ -92,7 +92,7 @@ def test_restricted_loss_known_answer():
 
 
 def test_end_of_answer_is_restricted_only_after_a_sid_token():
-    """9 closes answers: after SID token 7 it competes with the SIDs; after text token 2, with everything."""
+    """9 closes answers: after SID token 7 it competes with the SIDs; after text token 2, with the text."""
     torch.manual_seed(0)
     hidden, weight = torch.randn(1, 5, 3), torch.randn(10, 3)
     labels = torch.tensor([[-100, 7, 9, 2, 9]])
@@ -102,8 +102,10 @@ def test_end_of_answer_is_restricted_only_after_a_sid_token():
     expected = (
         F.cross_entropy(logits[0:1, 7:10], torch.tensor([0]), reduction="sum")
         + F.cross_entropy(logits[1:2, 7:10], torch.tensor([2]), reduction="sum")  # 9 after SID 7
-        + F.cross_entropy(logits[2:3], torch.tensor([2]), reduction="sum")
-        + F.cross_entropy(logits[3:4], torch.tensor([9]), reduction="sum")  # 9 after text: full softmax
+        + F.cross_entropy(logits[2:3, [0, 1, 2, 3, 4, 5, 6, 9]], torch.tensor([2]), reduction="sum")
+        + F.cross_entropy(
+            logits[3:4, [0, 1, 2, 3, 4, 5, 6, 9]], torch.tensor([7]), reduction="sum"
+        )  # 9 after text
     )
     assert count.item() == 4
     torch.testing.assert_close(total, expected)
@@ -383,3 +385,26 @@ def test_explanation_source_is_checked(tmp_path):
         explanation_examples(recipe, rec, ds)
     recipe.data.tasks = {"seqrec": 1.0, "explanation": 0.0}  # loaded but not trained: no targets needed
     assert explanation_examples(recipe, rec, ds) is None
+
+
+def test_lora_on_top_layers_only_trains_those_layers(tmp_path):
+    ds = tiny_dataset()
+    sid = tiny_sid(ds.catalog)
+    path = tiny_base_model(tmp_path / "base", ds.catalog)
+    recipe = tiny_recipe(tmp_path / "run", path, max_steps=2, save_steps=100)
+    recipe.override("lora.top_layers", 1)
+    recipe.override("lora.train_sid_tokens", False)
+    rec = build_recommender(recipe, ds.catalog, sid)
+    layers = rec.model.get_base_model().config.num_hidden_layers
+    adapted = {
+        int(re.search(r"layers\.(\d+)\.", n).group(1))
+        for n, _ in rec.model.named_parameters()
+        if "lora_" in n
+    }
+    assert adapted == {layers - 1}
+    before = {n: p.detach().clone() for n, p in rec.model.named_parameters() if "lora_B" in n}
+    build_trainer(recipe, rec, ds).train()
+    assert all(not torch.equal(p, before[n]) for n, p in rec.model.named_parameters() if "lora_B" in n)
+    recipe.override("lora.top_layers", layers + 1)
+    with pytest.raises(ValueError, match="top_layers"):
+        build_recommender(recipe, ds.catalog, sid)

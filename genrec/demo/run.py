@@ -19,6 +19,9 @@ from genrec.utils import atomic_write_json, configure_threads, get_logger, seed_
 logger = get_logger(__name__)
 KS = (5, 10)
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10"]
+# The explainer adapts SmolLM2's last layers only (lora.top_layers): backward stops there, so a CPU step
+# costs little more than a forward pass, and a minute of tuning teaches the grounded format.
+DEMO_EXPLAINER_TOP_LAYERS = 4
 
 
 @dataclass
@@ -58,6 +61,7 @@ def run_demo(config: DemoConfig) -> Path:
     sid = timed("semantic ids", _sid_stage, ds, embeddings, config, report)
     rows = timed("baselines", _baseline_stage, ds, config, report)
     rows.update(timed("generative recommender", _generative_stage, ds, sid, config, report))
+    explanations = timed("explanations", _explanation_stage, ds, sid, config, report)
     timed("thumbnails", _thumbnail_stage, ds, embeddings, config, report)
     report.add(
         "Metrics",
@@ -65,7 +69,10 @@ def run_demo(config: DemoConfig) -> Path:
         + "\nFull ranking, leave-one-out, all test users of the synthetic catalog.",
     )
     report.add("Stage times", metrics_table({k: {"seconds": v} for k, v in timings.items()}, ["seconds"]))
-    atomic_write_json(out / "metrics.json", {"metrics": rows, "stage_seconds": timings, "synthetic": True})
+    atomic_write_json(
+        out / "metrics.json",
+        {"metrics": rows, "explanations": explanations, "stage_seconds": timings, "synthetic": True},
+    )
     return report.write()
 
 
@@ -200,6 +207,91 @@ def _generative_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Repo
         f"{' '.join(history)}`.",
     )
     return {"Generative (compact)": metrics}
+
+
+def _explanation_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Report) -> dict[str, dict]:
+    """SmolLM2 + LoRA, briefly tuned on catalog-grounded explanations, explains the compact model's picks.
+
+    Faithfulness is measured on the test pairs of the first users (their held-out next item), for the tuned
+    explainer and for the template verbalizer its targets come from.
+    """
+    from genrec.data.attributes import price_bands_of
+    from genrec.eval.explain import AttributeVocabulary, check_explanation, explanation_metrics
+    from genrec.model import GenerativeRecommender
+    from genrec.model.explain import ExplanationConfig
+    from genrec.prompts import verbalize_explanation
+    from genrec.prompts.explanations import EXPLANATION_HISTORY
+    from genrec.train import SFTRecipe, train_sft
+
+    recipe = SFTRecipe.from_dict(
+        {
+            "lora": {
+                "r": 16,
+                "alpha": 32,
+                "dropout": 0.0,
+                "top_layers": DEMO_EXPLAINER_TOP_LAYERS,
+                "train_sid_tokens": False,
+            },
+            "data": {"tasks": {"explanation": 1.0}, "explanation_source": "grounding", "eval_users": 0},
+            "train": {
+                "output_dir": str(config.output_dir / "explainer"),
+                "max_steps": 40 if config.quick else 120,
+                "per_device_train_batch_size": 8,
+                "learning_rate": 2e-3,
+                "save_steps": 1000,
+                "seed": config.seed,
+                "num_threads": config.threads,
+                "report_to": "none",
+            },
+        }
+    )
+    explainer = train_sft(recipe, dataset=ds, sid=sid)
+    catalog, test = ds.catalog, ds.test_examples()
+    generation = ExplanationConfig(max_new_tokens=48)
+
+    n = min(32, len(test))
+    histories = [h[-EXPLANATION_HISTORY:] for h in test.histories[:n]]
+    items = test.targets[:n].tolist()
+    bands = price_bands_of(catalog)
+    vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
+    texts = {
+        "tuned explainer": explainer.explain(histories, items, generation, batch_size=n),
+        "template": [
+            verbalize_explanation(catalog[i], [catalog[j] for j in h], bands)
+            for h, i in zip(histories, items)
+        ],
+    }
+    scores = {
+        name: explanation_metrics(
+            outputs,
+            faithfulness=[
+                check_explanation(t, catalog[i], [catalog[j] for j in h], vocabulary)
+                for t, h, i in zip(outputs, histories, items)
+            ],
+        )
+        for name, outputs in texts.items()
+    }
+
+    recommender = GenerativeRecommender.from_pretrained(config.output_dir / "recommender", catalog=catalog)
+    shown = []
+    for u in range(2):
+        picks = recommender.generate(test.histories[u], num_items=3, num_beams=20)
+        reasons = explainer.explain([test.histories[u]] * 3, picks.indices.tolist(), generation)
+        recent = "; ".join(catalog[i].title for i in test.histories[u][-EXPLANATION_HISTORY:])
+        lines = "\n".join(f"{k}. **{t}**: {r}" for k, (t, r) in enumerate(zip(picks.titles, reasons), 1))
+        shown.append(f"User {test.users[u]} recently bought: {recent}.\n\n{lines}")
+    report.add(
+        "Explanations",
+        f"SmolLM2-135M-Instruct + LoRA on its last {DEMO_EXPLAINER_TOP_LAYERS} layers, tuned for "
+        f"{recipe.train.max_steps} steps on catalog-grounded targets (brand, category and price band the "
+        "item shares with the history), explains the generative recommender's top 3 for two users "
+        "(`rec.generate(history, explain=True)` does both in one call for an LLM recommender):\n\n"
+        + "\n\n".join(shown)
+        + f"\n\nOn the first {n} users' held-out test items: \n\n"
+        + metrics_table(scores, ["faithfulness", "hallucination_rate", "usr"])
+        + "\nFaithful: every brand, category, title and price band named belongs to the item or the history.",
+    )
+    return scores
 
 
 def _thumbnail_stage(ds: SequenceDataset, embeddings: np.ndarray, config: DemoConfig, report: Report) -> None:

@@ -23,13 +23,18 @@ logger = get_logger(__name__)
 
 @dataclass
 class LoraSettings:
-    """LoRA hyper-parameters; ``train_sid_tokens`` makes the new SID embedding rows trainable."""
+    """LoRA hyper-parameters; ``train_sid_tokens`` makes the new SID embedding rows trainable.
+
+    ``top_layers``: adapt only the last N decoder layers. With frozen embeddings, backward then stops at the
+    lowest adapted layer, so a step costs little more than a forward pass on long prompts.
+    """
 
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     train_sid_tokens: bool = True
+    top_layers: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,12 +65,18 @@ def apply_lora(model: Any, sid_token_ids: np.ndarray, settings: LoraSettings, qu
         token_indices = {_module_name(model, model.get_input_embeddings()): ids}
         if not tied and model.get_output_embeddings() is not None:
             token_indices[_module_name(model, model.get_output_embeddings())] = ids
+    layers = model.config.num_hidden_layers
+    if settings.top_layers is not None and not 1 <= settings.top_layers <= layers:
+        raise ValueError(f"lora.top_layers must be in [1, {layers}], got {settings.top_layers}")
     config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
         trainable_token_indices=token_indices,
+        layers_to_transform=(
+            None if settings.top_layers is None else list(range(layers - settings.top_layers, layers))
+        ),
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, config)

@@ -21,7 +21,7 @@ import numpy as np
 from genrec.data.amazon import Review
 from genrec.data.attributes import price_bands_of
 from genrec.data.dataset import SequenceDataset
-from genrec.data.reviews import extract_features, select_target
+from genrec.data.reviews import FeatureVocabulary, extract_features, select_target
 from genrec.prompts.examples import sliding_windows
 from genrec.prompts.grounding import verbalize_explanation
 from genrec.utils import get_logger
@@ -66,6 +66,22 @@ def grounded_explanations(
     ]
 
 
+def training_review_features(
+    dataset: SequenceDataset, reviews: Iterable[Review], min_df: int = 5
+) -> FeatureVocabulary:
+    """Features mined from the reviews of training pairs only (items of the users' training sequences), so
+    validation and test reviews never shape them (:func:`~genrec.data.reviews.extract_features`)."""
+    catalog = dataset.catalog
+    by_pair = {(r.user, r.item): r for r in reviews}
+    train_reviews = [
+        by_pair[key]
+        for user, seq in zip(dataset.users, dataset.train_sequences())
+        for i in seq.tolist()
+        if (key := (user, catalog[i].id)) in by_pair
+    ]
+    return extract_features(train_reviews, min_df=min_df)
+
+
 def review_explanations(
     dataset: SequenceDataset,
     reviews: Iterable[Review],
@@ -75,18 +91,12 @@ def review_explanations(
     """Review-sentence targets for the training pairs whose user reviewed the item and wrote a sentence
     naming a feature (:func:`~genrec.data.reviews.select_target`); other pairs have none.
 
-    Features come from the reviews of items in the users' training sequences only (``min_df`` as in
-    :func:`~genrec.data.reviews.extract_features`).
+    Features come from the reviews of items in the users' training sequences only
+    (:func:`training_review_features`).
     """
     catalog = dataset.catalog
     by_pair = {(r.user, r.item): r for r in reviews}
-    train_reviews = [
-        by_pair[key]
-        for user, seq in zip(dataset.users, dataset.train_sequences())
-        for i in seq.tolist()
-        if (key := (user, catalog[i].id)) in by_pair
-    ]
-    vocabulary = extract_features(train_reviews, min_df=min_df)
+    vocabulary = training_review_features(dataset, by_pair.values(), min_df)
     out = []
     pairs = list(training_pairs(dataset, max_history))
     for user, history, item in pairs:

@@ -4,8 +4,10 @@ Only positions with a label are projected through the output head (a recommendat
 of a ~60-token example), and where the label is a SID token, or the end-of-answer token right after one,
 the softmax runs over the SID rows (+ end of answer) only: a few thousand logits instead of the whole
 vocabulary. Constrained decoding scores SID tokens under that same softmax, so it trains exactly what
-inference uses. An end-of-answer token after text (an explanation, a title) keeps the full softmax: the
-model must learn to stop writing text, not to prefer stopping over SID tokens.
+inference uses. Every other labelled position (text: an explanation, a title, the end of one) is scored
+over the vocabulary WITHOUT the SID rows, as text decoding suppresses SID tokens: the new rows, which
+start from their items' title words, would otherwise take most of the mass at text positions (measured
+on SmolLM2 + Beauty SIDs: answer NLL 15.8 with them, 2.6 without, before any step).
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ class RestrictedVocab:
         self.lookup[ids] = torch.arange(len(ids))
         self.closing = torch.zeros(vocab_size, dtype=torch.bool)
         self.closing[closing] = True
+        self.text_mask = torch.zeros(vocab_size, dtype=torch.bool)  # True: never a text token (a SID row)
+        self.text_mask[ids] = True
+        self.text_mask[closing] = False
 
     def to(self, device: torch.device) -> RestrictedVocab:
         if self.ids.device != device:
-            self.ids, self.lookup, self.closing = (
+            self.ids, self.lookup, self.closing, self.text_mask = (
                 self.ids.to(device),
                 self.lookup.to(device),
                 self.closing.to(device),
+                self.text_mask.to(device),
             )
         return self
 
@@ -77,6 +83,8 @@ def answer_nll(
             total = total + F.cross_entropy(logits.float(), local[inside], reduction="sum")
         h, y = h[~inside], y[~inside]
     if y.numel():
-        logits = F.linear(h, weight, bias)
-        total = total + F.cross_entropy(logits.float(), y, reduction="sum")
+        logits = F.linear(h, weight, bias).float()
+        if restrict is not None:
+            logits = logits.masked_fill(restrict.text_mask, float("-inf"))
+        total = total + F.cross_entropy(logits, y, reduction="sum")
     return total, mask.sum()
