@@ -49,6 +49,16 @@ def train_explainer(
     return rec, info
 
 
+def trained_model_key(recipe: SFTRecipe, steps: int, explainer: str) -> dict[str, Any]:
+    """What an explainer's texts depend on: the whole recipe and its steps for the adapter; for the base
+    model (adapter and trained token rows disabled) only the model, SIDs and data, so a longer training run
+    reuses the base model's cached texts."""
+    sections = recipe.to_dict()
+    if explainer == "base":
+        return {k: sections[k] for k in ("model", "sid", "data")}
+    return {**sections, "steps": steps}
+
+
 def cached_texts(
     path: Path,
     key: dict[str, Any],

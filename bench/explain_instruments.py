@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import count_test_evaluation, markdown_table, record
-from bench.explain_common import explainer_texts, train_explainer
+from bench.explain_common import explainer_texts, train_explainer, trained_model_key
 from genrec.data.reviews import dataset_reviews, select_target
 from genrec.eval.explain import explanation_metrics, metric_tokens, rouge
 from genrec.model.explain import ExplanationConfig
@@ -111,7 +111,7 @@ def main() -> None:
             items,
             config,
             args.work_dir / "texts" / f"{explainer}.json",
-            {"steps": training["steps"], "recipe": recipe.to_dict()},
+            trained_model_key(recipe, training["steps"], explainer),
             args.batch_size,
         )
         walls[f"generate_{explainer}"] = time.perf_counter() - t

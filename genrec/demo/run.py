@@ -235,8 +235,8 @@ def _explanation_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Rep
             "data": {"tasks": {"explanation": 1.0}, "explanation_source": "grounding", "eval_users": 0},
             "train": {
                 "output_dir": str(config.output_dir / "explainer"),
-                "max_steps": 40 if config.quick else 120,
-                "per_device_train_batch_size": 8,
+                "max_steps": 12 if config.quick else 30,
+                "per_device_train_batch_size": 4,
                 "learning_rate": 2e-3,
                 "save_steps": 1000,
                 "seed": config.seed,
@@ -249,7 +249,7 @@ def _explanation_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Rep
     catalog, test = ds.catalog, ds.test_examples()
     generation = ExplanationConfig(max_new_tokens=48)
 
-    n = min(32, len(test))
+    n = min(16 if config.quick else 32, len(test))
     histories = [h[-EXPLANATION_HISTORY:] for h in test.histories[:n]]
     items = test.targets[:n].tolist()
     bands = price_bands_of(catalog)
