@@ -15,57 +15,38 @@ are no reference texts; the metrics are the reference-free ones:
 * FMR (the item's own brand or one of its categories named), FCR and DIV over the catalog's brand and
   category phrases; USR.
 
-    python -m bench.explain_beauty --test-users 300 --train-minutes 20 --threads 2
+    python -m bench.explain_beauty --test-users 200 --train-minutes 25 --threads 2 --batch-size 20
 
 Re-running resumes training and generation from ``--work-dir``.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
-from pathlib import Path
 
 import numpy as np
 
 from bench.common import count_test_evaluation, markdown_table, record
-from bench.explain_common import explainer_texts, train_explainer, trained_model_key
+from bench.explain_common import OURS, bench_recipe, llm_texts, parse_bench_args, train_explainer
 from genrec.data.attributes import price_bands_of
 from genrec.eval.explain import AttributeVocabulary, check_explanation, explanation_metrics
 from genrec.model.explain import ExplanationConfig
 from genrec.prompts.explanations import EXPLANATION_HISTORY
 from genrec.prompts.grounding import verbalize_explanation
-from genrec.train import SFTRecipe, load_or_build_sid
+from genrec.train import load_or_build_sid
 from genrec.train.sft import load_recipe_data
-from genrec.utils import configure_threads
 
 NAME = "explain_beauty"
-OURS = "tuned (LoRA)"
 BASELINES = ("template", "base zero-shot")
 KEYS = ("faithfulness", "hallucination_rate", "usr", "fmr", "fcr", "div")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="recipes/explain_beauty_smollm2_lora.yaml")
-    p.add_argument("--work-dir", type=Path, default=Path("runs/explain_beauty"))
-    p.add_argument(
-        "--test-users", type=int, default=300, help="random subset users whose test pair is explained"
-    )
-    p.add_argument("--train-minutes", type=float, default=20.0, help="training cap, over all calls")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    threads = configure_threads(args.threads)
+    args = parse_bench_args(__doc__, "beauty", test_users=200, max_new_tokens=64, batch_size=20)
     walls: dict[str, float] = {}
 
     t = time.perf_counter()
-    recipe = SFTRecipe.from_yaml(args.config)
-    recipe.override("train.num_threads", threads)
-    recipe.override("train.output_dir", str(args.work_dir / "llm"))
+    recipe = bench_recipe(args)
     dataset = load_recipe_data(recipe)
     sid = load_or_build_sid(recipe, dataset)
     catalog = dataset.catalog
@@ -88,19 +69,7 @@ def main() -> None:
             for h, i in zip(histories, items)
         ]
     }
-    for name, explainer in (("base zero-shot", "base"), (OURS, "adapter")):
-        t = time.perf_counter()
-        texts[name] = explainer_texts(
-            rec,
-            explainer,
-            histories,
-            items,
-            config,
-            args.work_dir / "texts" / f"{explainer}.json",
-            trained_model_key(recipe, training["steps"], explainer),
-            args.batch_size,
-        )
-        walls[f"generate_{explainer}"] = time.perf_counter() - t
+    texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls))
 
     vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
     features = vocabulary.feature_phrases()

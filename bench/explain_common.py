@@ -8,8 +8,11 @@ only what is missing, and a retrained model or another sample starts afresh.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,39 @@ from tqdm.auto import tqdm
 
 from bench.common import TimeLedger
 from genrec.model import GenerativeRecommender
+from genrec.model.explain import ExplanationConfig
 from genrec.train import SFTRecipe, train_sft
-from genrec.utils import atomic_write_json, read_json
+from genrec.utils import atomic_write_json, configure_threads, read_json
+
+OURS = "tuned (LoRA)"
+LLM_SYSTEMS = (("base zero-shot", "base"), (OURS, "adapter"))
+
+
+def parse_bench_args(
+    doc: str, name: str, test_users: int, max_new_tokens: int, batch_size: int
+) -> argparse.Namespace:
+    """The explanation benches' command line (defaults: ``recipes/explain_<name>_smollm2_lora.yaml``,
+    ``runs/explain_<name>``); sets up logging and threads."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=f"recipes/explain_{name}_smollm2_lora.yaml")
+    p.add_argument("--work-dir", type=Path, default=Path(f"runs/explain_{name}"))
+    p.add_argument("--test-users", type=int, default=test_users, help="random test pairs explained")
+    p.add_argument("--train-minutes", type=float, default=25.0, help="training cap, over all calls")
+    p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args.threads = configure_threads(args.threads)
+    return args
+
+
+def bench_recipe(args: argparse.Namespace) -> SFTRecipe:
+    """The recipe of ``--config``, training into ``--work-dir`` with ``--threads``."""
+    recipe = SFTRecipe.from_yaml(args.config)
+    recipe.override("train.num_threads", args.threads)
+    recipe.override("train.output_dir", str(args.work_dir / "llm"))
+    return recipe
 
 
 def train_explainer(
@@ -83,12 +117,40 @@ def cached_texts(
     return texts
 
 
+def llm_texts(
+    rec: GenerativeRecommender,
+    recipe: SFTRecipe,
+    training: dict[str, Any],
+    histories: Sequence[np.ndarray],
+    items: Sequence[int],
+    config: ExplanationConfig,
+    args: argparse.Namespace,
+    walls: dict[str, float],
+) -> dict[str, list[str]]:
+    """The base model's zero-shot and the tuned adapter's explanations of every pair, timed into ``walls``."""
+    texts = {}
+    for name, explainer in LLM_SYSTEMS:
+        t = time.perf_counter()
+        texts[name] = explainer_texts(
+            rec,
+            explainer,
+            histories,
+            items,
+            config,
+            args.work_dir / "texts" / f"{explainer}.json",
+            trained_model_key(recipe, training["steps"], explainer),
+            args.batch_size,
+        )
+        walls[f"generate_{explainer}"] = time.perf_counter() - t
+    return texts
+
+
 def explainer_texts(
     rec: GenerativeRecommender,
     explainer: str,
     histories: Sequence[np.ndarray],
     items: Sequence[int],
-    config: Any,
+    config: ExplanationConfig,
     cache: Path,
     model_key: dict[str, Any],
     batch_size: int,

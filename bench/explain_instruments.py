@@ -15,33 +15,28 @@ Three systems explain each test pair (the last
 * **tuned**: SmolLM2-135M-Instruct + LoRA on the review targets of the training pairs
   (``recipes/explain_instruments_smollm2_lora.yaml``), at most ``--train-minutes`` of training.
 
-    python -m bench.explain_instruments --test-users 500 --train-minutes 20 --threads 2
+    python -m bench.explain_instruments --test-users 400 --train-minutes 25 --threads 2 --batch-size 25
 
 Re-running resumes training and generation from ``--work-dir``.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from bench.common import count_test_evaluation, markdown_table, record
-from bench.explain_common import explainer_texts, train_explainer, trained_model_key
+from bench.explain_common import OURS, bench_recipe, llm_texts, parse_bench_args, train_explainer
 from genrec.data.reviews import dataset_reviews, select_target
 from genrec.eval.explain import explanation_metrics, metric_tokens, rouge
 from genrec.model.explain import ExplanationConfig
 from genrec.prompts.explanations import EXPLANATION_HISTORY, review_explanations, training_review_features
-from genrec.train import SFTRecipe, load_or_build_sid
+from genrec.train import load_or_build_sid
 from genrec.train.sft import load_recipe_data
-from genrec.utils import configure_threads
 
 NAME = "explain_instruments"
-OURS = "tuned (LoRA)"
 BASELINES = ("most frequent", "base zero-shot")
 KEYS = ("bleu1", "bleu4", "rouge1", "rouge2", "rougeL", "fmr", "fcr", "usr", "div")
 
@@ -54,25 +49,11 @@ def most_frequent(texts: list[str]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="recipes/explain_instruments_smollm2_lora.yaml")
-    p.add_argument("--work-dir", type=Path, default=Path("runs/explain_instruments"))
-    p.add_argument(
-        "--test-users", type=int, default=500, help="random test pairs (of those with a reference)"
-    )
-    p.add_argument("--train-minutes", type=float, default=20.0, help="training cap, over all calls")
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None)
-    args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    threads = configure_threads(args.threads)
+    args = parse_bench_args(__doc__, "instruments", test_users=400, max_new_tokens=40, batch_size=25)
     walls: dict[str, float] = {}
 
     t = time.perf_counter()
-    recipe = SFTRecipe.from_yaml(args.config)
-    recipe.override("train.num_threads", threads)
-    recipe.override("train.output_dir", str(args.work_dir / "llm"))
+    recipe = bench_recipe(args)
     dataset = load_recipe_data(recipe)
     reviews = dataset_reviews(dataset, recipe.data.explanation_reviews)
     sid = load_or_build_sid(recipe, dataset)
@@ -102,19 +83,7 @@ def main() -> None:
 
     config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
     texts = {"most frequent": [most_frequent(train_targets)] * len(pairs)}
-    for name, explainer in (("base zero-shot", "base"), (OURS, "adapter")):
-        t = time.perf_counter()
-        texts[name] = explainer_texts(
-            rec,
-            explainer,
-            histories,
-            items,
-            config,
-            args.work_dir / "texts" / f"{explainer}.json",
-            trained_model_key(recipe, training["steps"], explainer),
-            args.batch_size,
-        )
-        walls[f"generate_{explainer}"] = time.perf_counter() - t
+    texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls))
 
     results = {
         name: explanation_metrics(outputs, references, vocabulary.features, reference_features)
