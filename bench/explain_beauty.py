@@ -26,13 +26,22 @@ import time
 
 import numpy as np
 
-from bench.common import count_test_evaluation, markdown_table, record
-from bench.explain_common import OURS, bench_recipe, llm_texts, parse_bench_args, train_explainer
+from bench.common import markdown_table
+from bench.explain_common import (
+    OURS,
+    add_mean_words,
+    bench_recipe,
+    count_evaluation,
+    llm_texts,
+    parse_bench_args,
+    record_explanations,
+    train_explainer,
+)
 from genrec.data.attributes import price_bands_of
-from genrec.eval.explain import AttributeVocabulary, check_explanation, explanation_metrics
+from genrec.eval.explain import AttributeVocabulary, check_explanations, explanation_metrics
 from genrec.model.explain import ExplanationConfig
 from genrec.prompts.explanations import EXPLANATION_HISTORY
-from genrec.prompts.grounding import verbalize_explanation
+from genrec.prompts.grounding import verbalize_explanations
 from genrec.train import load_or_build_sid
 from genrec.train.sft import load_recipe_data
 
@@ -63,36 +72,22 @@ def main() -> None:
 
     config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
     bands = price_bands_of(catalog)
-    texts = {
-        "template": [
-            verbalize_explanation(catalog[i], [catalog[j] for j in h], bands)
-            for h, i in zip(histories, items)
-        ]
-    }
+    texts = {"template": verbalize_explanations(catalog, histories, items, bands)}
     texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls))
 
     vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
     features = vocabulary.feature_phrases()
     item_features = [vocabulary.item_features(catalog[i]) for i in items]
-    results, checks = {}, {}
-    for name, outputs in texts.items():
-        checks[name] = [
-            check_explanation(text, catalog[i], [catalog[j] for j in h], vocabulary)
-            for text, h, i in zip(outputs, histories, items)
-        ]
-        results[name] = explanation_metrics(
+    checks = {name: check_explanations(t, histories, items, catalog, vocabulary) for name, t in texts.items()}
+    results = {
+        name: explanation_metrics(
             outputs, features=features, reference_features=item_features, faithfulness=checks[name]
         )
-        results[name]["mean_words"] = float(np.mean([len(x.split()) for x in outputs]))
-    evaluations = count_test_evaluation(
-        NAME,
-        {
-            "recipe": recipe.to_dict(),
-            "users": args.test_users,
-            "steps": training["steps"],
-            "gen": repr(config),
-        },
-    )
+        for name, outputs in texts.items()
+    }
+    add_mean_words(results, texts)
+    run = count_evaluation(NAME, recipe, args, training, config)
+    evaluations = run["test_evaluations"]
 
     def example(k: int) -> dict:
         h, i = histories[k], items[k]
@@ -129,20 +124,17 @@ def main() -> None:
         f"time(s) with this configuration.\n\n"
         f"{markdown_table(rows, ['system', *KEYS, 'mean_words'])}"
     )
-    print(summary)
-    record(
+    record_explanations(
         NAME,
-        dataset=f"amazon2014-beauty[{dataset.num_users} users]",
-        metrics={k: results[OURS][k] for k in (*KEYS, "mean_words")},
-        baselines={name: results[name] for name in BASELINES},
-        wall_times=walls,
-        summary=summary,
-        extra={
-            "training": training,
+        f"amazon2014-beauty[{dataset.num_users} users]",
+        results,
+        KEYS,
+        BASELINES,
+        walls,
+        summary,
+        run,
+        {
             "test_users": len(items),
-            "test_evaluations": evaluations,
-            "generation": repr(config),
-            "recipe": recipe.to_dict(),
             "examples": examples,
         },
     )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench.common import TimeLedger
+from bench.common import TimeLedger, count_test_evaluation, record
 from genrec.model import GenerativeRecommender
 from genrec.model.explain import ExplanationConfig
 from genrec.train import SFTRecipe, train_sft
@@ -60,17 +60,23 @@ def bench_recipe(args: argparse.Namespace) -> SFTRecipe:
 def train_explainer(
     recipe: SFTRecipe, dataset: Any, sid: Any, work_dir: Path, minutes: float
 ) -> tuple[GenerativeRecommender, dict[str, Any]]:
-    """The recipe's model trained for at most ``minutes`` of wall time over all calls (resumed from
-    ``work_dir/llm``); once the budget is spent, the saved ``final`` model is loaded instead."""
-    out = work_dir / "llm"
-    recipe.override("train.output_dir", str(out))
+    """The recipe's model trained for at most ``minutes`` of wall time over all calls, resumed from its
+    ``train.output_dir`` (the time ledger lives in ``work_dir``); once the budget is spent, the saved
+    ``final`` model is loaded instead."""
+    out = Path(recipe.train.output_dir)
     ledger = TimeLedger(work_dir / "llm_time.json", minutes)
-    if (out / "final").is_dir() and ledger.spent >= ledger.budget:
+
+    def last_state() -> dict[str, Any]:
+        checkpoints = sorted(out.glob("checkpoint-*"), key=lambda q: int(q.name.split("-")[1]))
+        return read_json(checkpoints[-1] / "trainer_state.json") if checkpoints else {"global_step": 0}
+
+    # A finished run is loaded, not resumed: resuming a run that reached max_steps trains one more step.
+    finished = ledger.spent >= ledger.budget or 0 < recipe.train.max_steps <= last_state()["global_step"]
+    if (out / "final").is_dir() and finished:
         rec = GenerativeRecommender.from_pretrained(out / "final", catalog=dataset.catalog)
     else:
         rec = train_sft(recipe, resume=True, dataset=dataset, sid=sid, callbacks=[ledger])
-    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda q: int(q.name.split("-")[1]))
-    state = read_json(checkpoints[-1] / "trainer_state.json")
+    state = last_state()
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     info = {
         "steps": state["global_step"],
@@ -127,48 +133,79 @@ def llm_texts(
     args: argparse.Namespace,
     walls: dict[str, float],
 ) -> dict[str, list[str]]:
-    """The base model's zero-shot and the tuned adapter's explanations of every pair, timed into ``walls``."""
+    """The base model's zero-shot and the tuned adapter's explanations of every pair (``rec.explain``),
+    cached (see the module doc) and timed into ``walls``."""
+    pairs = hashlib.sha256(json.dumps([[h.tolist(), int(i)] for h, i in zip(histories, items)]).encode())
     texts = {}
     for name, explainer in LLM_SYSTEMS:
         t = time.perf_counter()
-        texts[name] = explainer_texts(
-            rec,
-            explainer,
-            histories,
-            items,
-            config,
+        key = {
+            **trained_model_key(recipe, training["steps"], explainer),
+            "explainer": explainer,
+            "config": repr(config),
+            "pairs": pairs.hexdigest(),
+        }
+        texts[name] = cached_texts(
             args.work_dir / "texts" / f"{explainer}.json",
-            trained_model_key(recipe, training["steps"], explainer),
+            key,
+            len(items),
+            lambda s, e, x=explainer: rec.explain(histories[s:e], items[s:e], config, x, args.batch_size),
             args.batch_size,
+            f"explanations ({explainer})",
         )
         walls[f"generate_{explainer}"] = time.perf_counter() - t
     return texts
 
 
-def explainer_texts(
-    rec: GenerativeRecommender,
-    explainer: str,
-    histories: Sequence[np.ndarray],
-    items: Sequence[int],
+def count_evaluation(
+    name: str,
+    recipe: SFTRecipe,
+    args: argparse.Namespace,
+    training: dict[str, Any],
     config: ExplanationConfig,
-    cache: Path,
-    model_key: dict[str, Any],
-    batch_size: int,
-) -> list[str]:
-    """``rec.explain`` for every pair with the adapter or the base model, cached (see the module doc)."""
-    key = {
-        **model_key,
-        "explainer": explainer,
-        "config": repr(config),
-        "pairs": hashlib.sha256(
-            json.dumps([[h.tolist(), int(i)] for h, i in zip(histories, items)]).encode()
-        ).hexdigest(),
+) -> dict[str, Any]:
+    """Count one look at the test split by bench ``name`` with this trained model and decoding; returns
+    what the result JSON records of the run (recipe, training, generation, ``test_evaluations``)."""
+    tested = {
+        "recipe": recipe.to_dict(),
+        "users": args.test_users,
+        "steps": training["steps"],
+        "gen": repr(config),
     }
-    return cached_texts(
-        cache,
-        key,
-        len(items),
-        lambda s, e: rec.explain(histories[s:e], items[s:e], config, explainer, batch_size),
-        batch_size,
-        f"explanations ({explainer})",
+    return {
+        "training": training,
+        "test_evaluations": count_test_evaluation(name, tested),
+        "generation": repr(config),
+        "recipe": recipe.to_dict(),
+    }
+
+
+def add_mean_words(results: dict[str, dict[str, float]], texts: dict[str, list[str]]) -> None:
+    """Each system's mean explanation length in words, beside its metrics."""
+    for name, outputs in texts.items():
+        results[name]["mean_words"] = float(np.mean([len(x.split()) for x in outputs]))
+
+
+def record_explanations(
+    name: str,
+    dataset: str,
+    results: dict[str, dict[str, float]],
+    keys: Sequence[str],
+    baselines: Sequence[str],
+    walls: dict[str, float],
+    summary: str,
+    run: dict[str, Any],
+    extra: dict[str, Any],
+) -> None:
+    """Print ``summary`` and record the tuned model's ``keys`` (+ mean words) against ``baselines``, with
+    ``run`` (recipe, training, generation settings, test-split count) and the bench's ``extra``."""
+    print(summary)
+    record(
+        name,
+        dataset=dataset,
+        metrics={k: results[OURS][k] for k in (*keys, "mean_words")},
+        baselines={b: results[b] for b in baselines},
+        wall_times=walls,
+        summary=summary,
+        extra={**run, **extra},
     )

@@ -27,8 +27,17 @@ from collections import Counter
 
 import numpy as np
 
-from bench.common import count_test_evaluation, markdown_table, record
-from bench.explain_common import OURS, bench_recipe, llm_texts, parse_bench_args, train_explainer
+from bench.common import markdown_table
+from bench.explain_common import (
+    OURS,
+    add_mean_words,
+    bench_recipe,
+    count_evaluation,
+    llm_texts,
+    parse_bench_args,
+    record_explanations,
+    train_explainer,
+)
 from genrec.data.reviews import dataset_reviews, select_target
 from genrec.eval.explain import explanation_metrics, metric_tokens, rouge
 from genrec.model.explain import ExplanationConfig
@@ -89,17 +98,9 @@ def main() -> None:
         name: explanation_metrics(outputs, references, vocabulary.features, reference_features)
         for name, outputs in texts.items()
     }
-    for name, outputs in texts.items():
-        results[name]["mean_words"] = float(np.mean([len(x.split()) for x in outputs]))
-    evaluations = count_test_evaluation(
-        NAME,
-        {
-            "recipe": recipe.to_dict(),
-            "users": args.test_users,
-            "steps": training["steps"],
-            "gen": repr(config),
-        },
-    )
+    add_mean_words(results, texts)
+    run = count_evaluation(NAME, recipe, args, training, config)
+    evaluations = run["test_evaluations"]
     # per-pair ROUGE-L picks the tuned model's best and worst outputs for the docs
     per_pair = [rouge([r], [h])["rougeL"] for h, r in zip(texts[OURS], references)]
     order = np.argsort(per_pair, kind="stable")
@@ -131,20 +132,17 @@ def main() -> None:
         f"TripAdvisor: BLEU-4 1.02, ROUGE-1 16.2, USR .20.\n\n"
         f"{markdown_table(rows, ['system', *KEYS, 'mean_words'])}"
     )
-    print(summary)
-    record(
+    record_explanations(
         NAME,
-        dataset=f"amazon2014-musical-instruments[{len(pairs)} test pairs]",
-        metrics={k: results[OURS][k] for k in (*KEYS, "mean_words")},
-        baselines={name: results[name] for name in BASELINES},
-        wall_times=walls,
-        summary=summary,
-        extra={
-            "training": training,
+        f"amazon2014-musical-instruments[{len(pairs)} test pairs]",
+        results,
+        KEYS,
+        BASELINES,
+        walls,
+        summary,
+        run,
+        {
             "test_pairs": len(pairs),
-            "test_evaluations": evaluations,
-            "generation": repr(config),
-            "recipe": recipe.to_dict(),
             "most_frequent_text": texts["most frequent"][0],
             "examples": examples,
         },

@@ -216,11 +216,11 @@ def _explanation_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Rep
     explainer and for the template verbalizer its targets come from.
     """
     from genrec.data.attributes import price_bands_of
-    from genrec.eval.explain import AttributeVocabulary, check_explanation, explanation_metrics
+    from genrec.eval.explain import AttributeVocabulary, check_explanations, explanation_metrics
     from genrec.model import GenerativeRecommender
     from genrec.model.explain import ExplanationConfig
-    from genrec.prompts import verbalize_explanation
     from genrec.prompts.explanations import EXPLANATION_HISTORY
+    from genrec.prompts.grounding import verbalize_explanations
     from genrec.train import SFTRecipe, train_sft
 
     recipe = SFTRecipe.from_dict(
@@ -256,18 +256,12 @@ def _explanation_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Rep
     vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
     texts = {
         "tuned explainer": explainer.explain(histories, items, generation, batch_size=n),
-        "template": [
-            verbalize_explanation(catalog[i], [catalog[j] for j in h], bands)
-            for h, i in zip(histories, items)
-        ],
+        "template": verbalize_explanations(catalog, histories, items, bands),
     }
     scores = {
         name: explanation_metrics(
             outputs,
-            faithfulness=[
-                check_explanation(t, catalog[i], [catalog[j] for j in h], vocabulary)
-                for t, h, i in zip(outputs, histories, items)
-            ],
+            faithfulness=check_explanations(outputs, histories, items, catalog, vocabulary),
         )
         for name, outputs in texts.items()
     }

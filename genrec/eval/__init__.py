@@ -5,6 +5,7 @@ from genrec.eval.explain import (
     AttributeVocabulary,
     FaithfulnessResult,
     check_explanation,
+    check_explanations,
     explanation_metrics,
     faithfulness_metrics,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "AttributeVocabulary",
     "FaithfulnessResult",
     "check_explanation",
+    "check_explanations",
     "explanation_metrics",
     "faithfulness_metrics",
     "Recommender",

@@ -302,6 +302,22 @@ def check_explanation(
     return FaithfulnessResult(tuple(mentions))
 
 
+def check_explanations(
+    texts: Sequence[str],
+    histories: Sequence[Sequence[int]],
+    items: Sequence[int],
+    catalog: Catalog,
+    vocabulary: AttributeVocabulary,
+) -> list[FaithfulnessResult]:
+    """:func:`check_explanation` of each text for its ``(history, item)`` pair of catalog indices."""
+    if not len(texts) == len(histories) == len(items):
+        raise ValueError(f"{len(texts)} explanations for {len(histories)} histories and {len(items)} items")
+    return [
+        check_explanation(text, catalog[i], [catalog[j] for j in h], vocabulary)
+        for text, h, i in zip(texts, histories, items)
+    ]
+
+
 def faithfulness_metrics(results: Sequence[FaithfulnessResult]) -> dict[str, float]:
     """``faithfulness`` (share of explanations that name only attributes of the item or history) and
     ``hallucination_rate`` (share naming a brand, category or item found in neither)."""

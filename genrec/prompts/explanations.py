@@ -23,7 +23,7 @@ from genrec.data.attributes import price_bands_of
 from genrec.data.dataset import SequenceDataset
 from genrec.data.reviews import FeatureVocabulary, extract_features, select_target
 from genrec.prompts.examples import sliding_windows
-from genrec.prompts.grounding import verbalize_explanation
+from genrec.prompts.grounding import verbalize_explanations
 from genrec.utils import get_logger
 
 logger = get_logger(__name__)
@@ -56,14 +56,11 @@ def grounded_explanations(
 ) -> list[ExplanationExample]:
     """Catalog-grounded targets for every training pair. An item with little metadata gets a shorter
     target, never an invented one (see :mod:`genrec.prompts.grounding`)."""
-    catalog = dataset.catalog
-    bands = price_bands_of(catalog)
-    return [
-        ExplanationExample(
-            history, item, verbalize_explanation(catalog[item], [catalog[i] for i in history], bands)
-        )
-        for _, history, item in training_pairs(dataset, max_history)
-    ]
+    pairs = [(history, item) for _, history, item in training_pairs(dataset, max_history)]
+    texts = verbalize_explanations(
+        dataset.catalog, [h for h, _ in pairs], [i for _, i in pairs], price_bands_of(dataset.catalog)
+    )
+    return [ExplanationExample(h, i, text) for (h, i), text in zip(pairs, texts)]
 
 
 def training_review_features(

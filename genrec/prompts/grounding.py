@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from genrec.data.attributes import MIN_TITLE_WORDS, ItemAttributes, PriceBands
-from genrec.data.dataset import Item
+from genrec.data.dataset import Catalog, Item
 from genrec.data.text import normalize_phrase
 
 NO_ATTRIBUTES = "It is recommended from your past purchases."
@@ -23,6 +23,19 @@ def verbalize_explanation(item: Item, history: Sequence[Item], price_bands: Pric
     past = [ItemAttributes.of(h, price_bands) for h in history]
     sentences = [s for s in (_describe(target), _link(target, past)) if s]
     return " ".join(sentences) or NO_ATTRIBUTES
+
+
+def verbalize_explanations(
+    catalog: Catalog,
+    histories: Sequence[Sequence[int]],
+    items: Sequence[int],
+    price_bands: PriceBands | None = None,
+) -> list[str]:
+    """:func:`verbalize_explanation` of each ``(history, item)`` pair of catalog indices."""
+    return [
+        verbalize_explanation(catalog[i], [catalog[j] for j in h], price_bands)
+        for h, i in zip(histories, items)
+    ]
 
 
 def _quotable(title: str) -> bool:
