@@ -70,9 +70,8 @@ def train_explainer(
         checkpoints = sorted(out.glob("checkpoint-*"), key=lambda q: int(q.name.split("-")[1]))
         return read_json(checkpoints[-1] / "trainer_state.json") if checkpoints else {"global_step": 0}
 
-    # A finished run is loaded, not resumed: resuming a run that reached max_steps trains one more step.
-    finished = ledger.spent >= ledger.budget or 0 < recipe.train.max_steps <= last_state()["global_step"]
-    if (out / "final").is_dir() and finished:
+    # A run whose time budget is spent is loaded, not resumed (train_sft does the same at max_steps).
+    if (out / "final").is_dir() and ledger.spent >= ledger.budget:
         rec = GenerativeRecommender.from_pretrained(out / "final", catalog=dataset.catalog)
     else:
         rec = train_sft(recipe, resume=True, dataset=dataset, sid=sid, callbacks=[ledger])

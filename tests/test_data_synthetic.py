@@ -3,7 +3,8 @@ import pytest
 from PIL import Image
 
 from genrec.data import make_synthetic
-from genrec.data.synthetic import CATEGORIES, category_color
+from genrec.data.attributes import ItemAttributes, price_bands_of
+from genrec.data.synthetic import CATEGORIES, PRICE_TIERS, STYLES, category_color, read_thumbnail_labels
 
 SMALL = dict(num_users=200, num_items=120, num_categories=6)
 
@@ -47,7 +48,9 @@ def test_thumbnails_follow_category(tmp_path):
             assert img.format == "PNG" and img.size == (64, 64)
             pixels = np.asarray(img.convert("RGB"), dtype=float).reshape(-1, 3)
         # the dominant non-background colour is the category hue (up to the small brand shift)
-        fg = pixels[np.abs(pixels - [245, 245, 240]).sum(1) > 60]
+        background = dict(STYLES)[item.fields["style"]]
+        assert tuple(pixels[-1]) == background  # the bottom-right corner shows the style's background
+        fg = pixels[np.abs(pixels - background).sum(1) > 60]
         by_category.setdefault(item.fields["category"], []).append(np.median(fg, axis=0))
     names = [c[0] for c in CATEGORIES[:6]]
     centres = {c: np.mean(v, axis=0) for c, v in by_category.items()}
@@ -81,6 +84,33 @@ def test_sequence_signal_beats_popularity():
     assert markov > 2.5 * pop and markov > 0.3
 
 
+def test_users_follow_style_and_price_tastes():
+    """Style and price band are latent tastes: a user's items concentrate on one of each, well above users
+    who draw the same number of items from everyone's interactions; and the catalog's price terciles (the
+    bands explanations name) recover the price tiers."""
+    ds = make_synthetic(num_users=300, num_items=200, seed=2)
+    bands = price_bands_of(ds.catalog)
+    band = np.array([ItemAttributes.of(item, bands).price_band for item in ds.catalog])
+    level = np.median([item.fields["price"] for item in ds.catalog])
+    tier = [
+        np.argmin(np.abs(np.log(item.fields["price"] / level / np.array(PRICE_TIERS)))) for item in ds.catalog
+    ]
+    assert np.mean(np.array(["budget", "mid-range", "premium"])[tier] == band) > 0.85
+    style = np.array([item.fields["style"] for item in ds.catalog])
+    assert all(item.fields["style"] in item.fields["description"] for item in ds.catalog)
+
+    rng = np.random.default_rng(0)
+    interactions = np.concatenate(ds.sequences)
+    control = [rng.choice(interactions, len(s)) for s in ds.sequences]
+
+    def top_share(values, sequences):
+        """Mean share of a user's items that have the user's most frequent value."""
+        return np.mean([np.unique(values[s], return_counts=True)[1].max() / len(s) for s in sequences])
+
+    for attribute, values in (("style", style), ("price band", band)):
+        assert top_share(values, ds.sequences) > top_share(values, control) + 0.07, attribute
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -93,3 +123,20 @@ def test_sequence_signal_beats_popularity():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_synthetic(num_users=5, **kwargs)
+
+
+@pytest.mark.parametrize("size", [64, 32, 16])
+def test_thumbnail_labels_read_back_category_and_style(tmp_path, size):
+    """The pixel reader the demo judges generated thumbnails with recovers what every real one was drawn
+    from, at each size the demo may generate; a blank image has no readable category."""
+    ds = make_synthetic(num_users=5, num_items=120, num_categories=8, image_dir=tmp_path, image_size=size)
+    images = np.stack([np.asarray(Image.open(item.image).convert("RGB")) for item in ds.catalog])
+    category, style = read_thumbnail_labels(images, 8)
+    names, styles = [c[0] for c in CATEGORIES], [s for s, _ in STYLES]
+    assert category.tolist() == [names.index(item.fields["category"]) for item in ds.catalog]
+    assert style.tolist() == [styles.index(item.fields["style"]) for item in ds.catalog]
+    blank = np.full((1, size, size, 3), 245, dtype=np.uint8)
+    assert read_thumbnail_labels(blank, 8)[0].tolist() == [-1]
+    assert read_thumbnail_labels(images.astype(np.float32) / 255.0, 8)[0].tolist() == category.tolist()
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        read_thumbnail_labels(images[..., 0], 8)

@@ -94,6 +94,22 @@ def test_pairs_use_training_positions_of_training_users_only(toy):
     assert all(1 <= len(h) <= 3 for h in histories)
 
 
+def test_history_pairs_condition_on_the_users_other_training_items(toy):
+    """target="history": the target is one of the user's training items and the condition is the rest."""
+    images = load_item_images(toy.catalog, 8, progress=False)
+    holdout = hold_out(toy, 0.25, 0.2, seed=0)
+    sampler = PairSampler(toy, images, holdout, history_max_len=50, seed=0, target="history")
+    train = toy.train_sequences()
+    assert (sampler.positions == 0).any()  # the first item can be a target too
+    for u, t in zip(sampler.users[:20], sampler.positions[:20]):
+        sampler.users, sampler.positions = np.array([u]), np.array([t])
+        (history,), (target,) = sampler.sample(1)
+        assert target == train[u][t]
+        assert history.tolist() == np.delete(train[u], t).tolist()
+    with pytest.raises(ValueError, match="pair target"):
+        PairSampler(toy, images, holdout, target="future")
+
+
 def test_training_survives_bad_images_and_resume_continues_exactly(toy, tmp_path):
     emb = embeddings(toy)
     straight = ThumbnailTrainer(tiny_config(tmp_path / "a"), toy, emb, progress=False)

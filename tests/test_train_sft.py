@@ -324,6 +324,23 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_weights(tmp_path):
 
 
 @pytest.mark.slow
+def test_resuming_a_finished_run_loads_it_without_another_step(tmp_path):
+    """The Trainer, resumed from a checkpoint at max_steps, would train one step more and overwrite final."""
+    ds = tiny_dataset()
+    sid = tiny_sid(ds.catalog)
+    path = tiny_base_model(tmp_path / "base", ds.catalog)
+    recipe = tiny_recipe(tmp_path / "run", path, max_steps=4, save_steps=2)
+    train_sft(recipe, dataset=ds, sid=sid)
+    assert (tmp_path / "run" / "checkpoint-4").is_dir()
+    before = adapter_tensors(tmp_path / "run" / "final")
+    again = train_sft(recipe, resume=True, dataset=ds, sid=sid)
+    after = adapter_tensors(tmp_path / "run" / "final")
+    assert not list((tmp_path / "run").glob("checkpoint-5*"))
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert again.catalog.ids == ds.catalog.ids
+
+
+@pytest.mark.slow
 def test_gpu_recipe_code_path_runs_at_tiny_scale(tmp_path):
     """recipes/beauty_smollm2_qlora_gpu.yaml as written (NF4, bf16, its task mix), on a tiny model."""
     pytest.importorskip("bitsandbytes")

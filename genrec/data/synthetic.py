@@ -1,11 +1,13 @@
 """A seeded synthetic shop: text, thumbnails and sequences with structure a sequence model can learn.
 
 Why: the built-in demo and the tests need a dataset that is small, license-free and has a known
-signal. Items belong to categories (which fix the thumbnail's shape and hue and the title's nouns) and
-brands (a small hue shift and a corner badge). Users have latent category tastes and a favourite brand,
-and their sequences follow habits: each item has a few "follow-up" items (accessories, refills, the
-next in a series) and categories follow a Markov chain. Popularity alone therefore ranks poorly, while a
-model that reads the last items does well. Everything is labelled synthetic.
+signal. Items belong to categories (which fix the thumbnail's shape and hue and the title's nouns), brands
+(a small hue shift and a corner badge), styles (the thumbnail's background and a word in the description)
+and price bands (budget, mid-range, premium: the catalog's price terciles). Users have latent tastes for
+each of the four, and their sequences follow habits: each item has a few "follow-up" items (accessories,
+refills, the next in a series) and categories follow a Markov chain. Popularity alone therefore ranks
+poorly, a model that reads the last items does well, and content (text and thumbnails) carries the tastes,
+so content-based semantic IDs help. Everything is labelled synthetic.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from genrec.utils.io import atomic_write
 # One entry per category: name, thumbnail shape, adjectives and nouns for titles and descriptions.
 CATEGORIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     (
-        "Skincare",
+        "Skin Care",
         "circle",
         ("hydrating", "gentle", "soothing", "radiant", "daily"),
         ("moisturizer", "serum", "cleanser", "toner", "face mask"),
@@ -34,7 +36,7 @@ CATEGORIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("eau de parfum", "body mist", "cologne", "perfume oil", "scented candle"),
     ),
     (
-        "Haircare",
+        "Hair Care",
         "triangle",
         ("repairing", "volumizing", "smoothing", "curl-defining", "clarifying"),
         ("shampoo", "conditioner", "hair oil", "styling gel", "hair mask"),
@@ -46,7 +48,7 @@ CATEGORIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
         ("lipstick", "foundation", "mascara", "eyeliner", "blush"),
     ),
     (
-        "Nails",
+        "Nail Care",
         "star",
         ("glossy", "quick-dry", "chip-resistant", "pastel", "metallic"),
         ("nail polish", "top coat", "base coat", "nail file", "cuticle oil"),
@@ -95,6 +97,18 @@ CATEGORIES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
     ),
 )
 
+# Styles: name and thumbnail background. A user favours one; the item's description names it.
+STYLES: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("classic", (245, 245, 240)),
+    ("pastel", (250, 226, 236)),
+    ("nordic", (218, 232, 248)),
+    ("earthy", (232, 220, 196)),
+)
+# Price tiers: the multiplier on the category's price level. Tiers are wide apart, so the catalog's
+# price terciles (genrec.data.attributes.PriceBands, the bands explanations name) recover them.
+PRICE_TIERS = (0.45, 1.0, 2.2)
+TASTE_BOOST = 8.0  # weight multiplier for an item matching a user's favourite brand, style or price tier
+
 _BRAND_SYLLABLES = ("lu", "ma", "ve", "ra", "no", "ki", "sol", "bel", "tor", "zi", "an", "el", "or", "vi")
 
 
@@ -114,7 +128,7 @@ def make_synthetic(
 
     ``follow_prob`` is the chance that the next item is one of the previous item's follow-ups; the rest
     of the time the next category comes from a Markov chain mixed with the user's taste, and the item
-    from that category by popularity, boosted for the user's favourite brand.
+    from that category by popularity, boosted for each of the user's favourite brand, style and price tier.
     """
     if not 1 <= num_categories <= len(CATEGORIES):
         raise ValueError(f"num_categories must be in 1..{len(CATEGORIES)}, got {num_categories}")
@@ -131,16 +145,29 @@ def make_synthetic(
     brands = _brand_names(rng, num_brands)
     category = np.sort(np.arange(num_items) % num_categories)  # contiguous blocks, near-equal sizes
     brand = rng.integers(num_brands, size=num_items)
+    style = rng.integers(len(STYLES), size=num_items)
+    tier = rng.integers(len(PRICE_TIERS), size=num_items)
     popularity = _popularity(rng, category, num_categories)
     follow_ups = _follow_ups(rng, category, num_categories)
     transition = _category_transitions(rng, num_categories)
+    traits = np.stack([brand, style, tier], axis=1)  # the item side of the users' tastes
+    trait_counts = (num_brands, len(STYLES), len(PRICE_TIERS))
 
-    items = _make_items(rng, category, brand, brands, num_categories)
+    items = _make_items(rng, category, brand, brands, style, tier, num_categories)
     if image_dir is not None:
         image_dir = Path(image_dir).resolve()
         for i, item in enumerate(items):
             path = image_dir / f"{item.id}.png"
-            _draw_thumbnail(int(category[i]), int(brand[i]), num_categories, num_brands, i, image_size, path)
+            _draw_thumbnail(
+                int(category[i]),
+                int(brand[i]),
+                int(style[i]),
+                num_categories,
+                num_brands,
+                i,
+                image_size,
+                path,
+            )
             item.image = str(path)
 
     users, sequences = [], []
@@ -150,12 +177,12 @@ def make_synthetic(
             _user_sequence(
                 rng,
                 category,
-                brand,
+                traits,
+                trait_counts,
                 popularity,
                 follow_ups,
                 transition,
                 num_categories,
-                num_brands,
                 min_length,
                 max_length,
                 follow_prob,
@@ -216,19 +243,19 @@ def _category_transitions(rng: np.random.Generator, num_categories: int) -> np.n
 def _user_sequence(
     rng: np.random.Generator,
     category: np.ndarray,
-    brand: np.ndarray,
+    traits: np.ndarray,
+    trait_counts: tuple[int, ...],
     popularity: np.ndarray,
     follow_ups: np.ndarray,
     transition: np.ndarray,
     num_categories: int,
-    num_brands: int,
     min_length: int,
     max_length: int,
     follow_prob: float,
 ) -> np.ndarray:
     taste = rng.dirichlet(np.full(num_categories, 0.5))
-    favourite_brand = int(rng.integers(num_brands))
-    brand_boost = np.where(brand == favourite_brand, 4.0, 1.0)
+    favourites = np.array([rng.integers(n) for n in trait_counts])  # brand, style, price tier
+    boost = TASTE_BOOST ** (traits == favourites).sum(axis=1)
     length = int(rng.integers(min_length, max_length + 1))
     seen = np.zeros(len(category), dtype=bool)
     seq: list[int] = []
@@ -238,14 +265,14 @@ def _user_sequence(
         if seq and rng.random() < follow_prob:
             options = follow_ups[seq[-1]][~seen[follow_ups[seq[-1]]]]
             if len(options):
-                nxt = int(rng.choice(options))
+                nxt = int(rng.choice(options, p=boost[options] / boost[options].sum()))
         if nxt < 0:
             if seq:
                 p = 0.7 * transition[category[seq[-1]]] + 0.3 * taste
                 c = int(rng.choice(num_categories, p=p / p.sum()))
-            w = np.where((category == c) & ~seen, popularity * brand_boost, 0.0)
+            w = np.where((category == c) & ~seen, popularity * boost, 0.0)
             if w.sum() == 0:  # category exhausted: fall back to any unseen item
-                w = np.where(~seen, popularity * brand_boost, 0.0)
+                w = np.where(~seen, popularity * boost, 0.0)
             nxt = int(rng.choice(len(w), p=w / w.sum()))
         seen[nxt] = True
         seq.append(nxt)
@@ -257,11 +284,13 @@ def _make_items(
     category: np.ndarray,
     brand: np.ndarray,
     brands: list[str],
+    style: np.ndarray,
+    tier: np.ndarray,
     num_categories: int,
 ) -> list[Item]:
     items: list[Item] = []
     titles: set[str] = set()
-    price_level = rng.uniform(5.0, 40.0, size=num_categories)
+    price_level = rng.uniform(12.0, 24.0, size=num_categories)
     for i, (c, b) in enumerate(zip(category, brand)):
         cat_name, _, adjectives, nouns = CATEGORIES[c]
         adj, adj2 = rng.choice(adjectives, size=2, replace=False)
@@ -273,10 +302,11 @@ def _make_items(
             title = f"{base} {variant}"
             variant += 1
         titles.add(title)
-        price = round(float(price_level[c] * rng.lognormal(0.0, 0.35)), 2)
+        price = round(float(price_level[c] * PRICE_TIERS[tier[i]] * rng.lognormal(0.0, 0.12)), 2)
+        style_name = STYLES[style[i]][0]
         description = (
-            f"A {adj} and {adj2} {noun} from {brands[b]}, part of the {cat_name.lower()} range. "
-            f"Synthetic item for demos and tests."
+            f"A {adj} and {adj2} {noun} from {brands[b]} in {style_name} style, part of the "
+            f"{cat_name.lower()} range. Synthetic item for demos and tests."
         )
         items.append(
             Item(
@@ -287,6 +317,7 @@ def _make_items(
                     "categories": ["Synthetic", cat_name],
                     "brand": brands[b],
                     "price": price,
+                    "style": style_name,
                     "description": description,
                     "synthetic": True,
                 },
@@ -302,21 +333,59 @@ def category_color(c: int, num_categories: int, b: int = 0, num_brands: int = 1)
     return int(r * 255), int(g * 255), int(bl * 255)
 
 
+def read_thumbnail_labels(images: np.ndarray, num_categories: int) -> tuple[np.ndarray, np.ndarray]:
+    """Category and style a synthetic thumbnail shows, read off its pixels: ``(category, style)`` per image.
+
+    Why: generated thumbnails are judged by what a viewer would see, not by a learned model that could
+    share the generator's blind spots. The background (border median) names the style; the median colour
+    of the foreground (pixels far from the background, badge corner excluded) names the category by hue.
+    ``images`` are ``(N, H, W, 3)``, uint8 or floats in [0, 1]; an image with no saturated foreground gets
+    category -1 (unreadable).
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3), got shape {x.shape}")
+    if x.max(initial=0.0) <= 1.0:
+        x = x * 255.0
+    n, size = x.shape[0], x.shape[1]
+    border = np.concatenate([x[:, :, 0], x[:, -1, :]], axis=1)  # left column, bottom row (no badge)
+    background = np.median(border, axis=1)
+    palette = np.array([colour for _, colour in STYLES], dtype=np.float64)
+    style = np.abs(background[:, None, :] - palette[None]).sum(-1).argmin(1)
+    badge = max(2, size // 8) + 2
+    category = np.full(n, -1, dtype=np.int64)
+    centres = np.arange(num_categories) / num_categories
+    for k in range(n):
+        pixels = x[k].copy()
+        pixels[:badge, size - badge - 1 :] = background[k]
+        fg = pixels.reshape(-1, 3)
+        fg = fg[np.abs(fg - background[k]).sum(1) > 60]
+        if len(fg) < max(4, size * size // 100):
+            continue
+        hue, saturation, _ = colorsys.rgb_to_hsv(*(np.median(fg, axis=0) / 255.0))
+        if saturation < 0.3:
+            continue
+        distance = np.abs(hue - centres)
+        category[k] = int(np.minimum(distance, 1.0 - distance).argmin())
+    return category, style
+
+
 def _draw_thumbnail(
-    c: int, b: int, num_categories: int, num_brands: int, item_index: int, size: int, path: Path
+    c: int, b: int, style: int, num_categories: int, num_brands: int, item_index: int, size: int, path: Path
 ) -> None:
     from PIL import Image, ImageDraw
 
     shape = CATEGORIES[c][1]
     color = category_color(c, num_categories, b, num_brands)
     badge = category_color(b, num_brands)  # brand colour, independent of the category hue
-    img = Image.new("RGB", (size, size), (245, 245, 240))
+    background = STYLES[style][1]
+    img = Image.new("RGB", (size, size), background)
     draw = ImageDraw.Draw(img)
     # Small per-item jitter in size and position so items of one category are not pixel-identical.
     jitter = np.random.default_rng(item_index).uniform(-0.06, 0.06, size=3)
     cx, cy = size * (0.5 + jitter[0]), size * (0.5 + jitter[1])
     r = size * (0.32 + jitter[2])
-    _draw_shape(draw, shape, cx, cy, r, color)
+    _draw_shape(draw, shape, cx, cy, r, color, background)
     s = max(2, size // 8)
     draw.rectangle([size - s - 2, 2, size - 3, s + 1], fill=badge)
     with atomic_write(path, "wb") as fh:
@@ -332,7 +401,15 @@ def _polygon(
     ]
 
 
-def _draw_shape(draw, shape: str, cx: float, cy: float, r: float, color: tuple[int, int, int]) -> None:
+def _draw_shape(
+    draw,
+    shape: str,
+    cx: float,
+    cy: float,
+    r: float,
+    color: tuple[int, int, int],
+    background: tuple[int, int, int],
+) -> None:
     box = [cx - r, cy - r, cx + r, cy + r]
     if shape == "circle":
         draw.ellipse(box, fill=color)
@@ -371,7 +448,7 @@ def _draw_shape(draw, shape: str, cx: float, cy: float, r: float, color: tuple[i
         )
     elif shape == "moon":
         draw.ellipse(box, fill=color)
-        draw.ellipse([cx - 0.4 * r, cy - r, cx + 1.4 * r, cy + 0.8 * r], fill=(245, 245, 240))
+        draw.ellipse([cx - 0.4 * r, cy - r, cx + 1.4 * r, cy + 0.8 * r], fill=background)
     elif shape == "drop":
         draw.ellipse([cx - 0.7 * r, cy - 0.2 * r, cx + 0.7 * r, cy + r], fill=color)
         draw.polygon([(cx, cy - r), (cx - 0.68 * r, cy + 0.3 * r), (cx + 0.68 * r, cy + 0.3 * r)], fill=color)

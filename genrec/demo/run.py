@@ -1,27 +1,29 @@
-"""``genrec demo``: data → embeddings → semantic IDs → baselines → generative recommender → thumbnails.
+"""``genrec demo``: data → embeddings → semantic IDs → recommenders → explanations → thumbnails.
 
 Everything runs on the deterministic synthetic catalog (labelled synthetic throughout), so the demo
-needs no network and no research data. Each stage adds a section to ``report.md``.
+needs no network and no research data. Each stage adds a section to ``report.md`` and its numbers to
+``metrics.json``; stage times are recorded in both.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from genrec.data import SequenceDataset, dataset_stats, make_synthetic, plot_length_histogram
+from genrec.demo.explain import ExplanationBudget, explanation_stage
+from genrec.demo.recommend import RecommenderBudget, baseline_stage, compact_stage, llm_stage
 from genrec.demo.report import Report, metrics_table, plot_code_usage
+from genrec.demo.thumbnails import ThumbnailBudget, thumbnail_stage
 from genrec.utils import atomic_write_json, configure_threads, get_logger, seed_everything
 
 logger = get_logger(__name__)
-KS = (5, 10)
 METRICS = ["recall@5", "recall@10", "ndcg@5", "ndcg@10"]
-# The explainer adapts SmolLM2's last layers only (lora.top_layers): backward stops there, so a CPU step
-# costs little more than a forward pass, and a minute of tuning teaches the grounded format.
-DEMO_EXPLAINER_TOP_LAYERS = 4
 
 
 @dataclass
@@ -29,7 +31,7 @@ class DemoConfig:
     output_dir: Path = Path("demo_output")
     quick: bool = False  # smaller catalog and budgets, for tests and a first look
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = None  # None: chosen per stage from the CPUs free at that moment
 
     @property
     def num_users(self) -> int:
@@ -37,41 +39,84 @@ class DemoConfig:
 
     @property
     def num_items(self) -> int:
-        return 150 if self.quick else 500
+        return 150 if self.quick else 400
+
+    @property
+    def recommenders(self) -> RecommenderBudget:
+        if self.quick:
+            return RecommenderBudget(sasrec_epochs=15, compact_epochs=15, llm_steps=8, eval_users=60)
+        return RecommenderBudget(sasrec_epochs=25, compact_epochs=16, llm_steps=20, eval_users=200)
+
+    @property
+    def explanations(self) -> ExplanationBudget:
+        if self.quick:
+            return ExplanationBudget(train_steps=3, train_users=20, eval_pairs=4)
+        return ExplanationBudget(train_steps=10, train_users=60, eval_pairs=12)
+
+    @property
+    def thumbnails(self) -> ThumbnailBudget:
+        if self.quick:
+            return ThumbnailBudget(train_steps=20, batch_size=16, eval_users=12)
+        return ThumbnailBudget(train_steps=240, batch_size=32, eval_users=40)
 
 
 def run_demo(config: DemoConfig) -> Path:
     """Run every stage and return the report path."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    configure_threads(config.threads)
     seed_everything(config.seed)
     report = Report("genrec demo (synthetic catalog)", out)
     timings: dict[str, float] = {}
+    threads: dict[str, int] = {}
 
-    def timed(name: str, fn, *args):
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        # Threads are chosen again per stage: another process may have started or stopped meanwhile.
+        threads[name] = configure_threads(config.threads)
         start = time.perf_counter()
         result = fn(*args)
         timings[name] = time.perf_counter() - start
-        logger.info("demo stage %-22s %.1fs", name, timings[name])
+        logger.info("demo stage %-22s %.1fs (%d threads)", name, timings[name], threads[name])
         return result
 
+    seed, t = config.seed, config.threads
     ds = timed("data", _data_stage, config, report)
     embeddings = timed("embeddings", _embedding_stage, ds, out, report)
-    sid = timed("semantic ids", _sid_stage, ds, embeddings, config, report)
-    rows = timed("baselines", _baseline_stage, ds, config, report)
-    rows.update(timed("generative recommender", _generative_stage, ds, sid, config, report))
-    explanations = timed("explanations", _explanation_stage, ds, sid, config, report)
-    timed("thumbnails", _thumbnail_stage, ds, embeddings, config, report)
+    sid = timed("semantic ids", _sid_stage, ds, config, report)
+    budget = config.recommenders
+    rows = timed("baselines", baseline_stage, ds, budget, out, seed, t, report)
+    rows.update(timed("compact recommender", compact_stage, ds, sid, budget, out, seed, t, report))
+    rows.update(timed("LLM recommender", llm_stage, ds, sid, budget, out, seed, t, report))
+    explanations = timed(
+        "explanations", explanation_stage, ds, sid, config.explanations, out, seed, t, report
+    )
+    thumbnails = timed("thumbnails", thumbnail_stage, ds, embeddings, out, config.thumbnails, seed, report)
     report.add(
         "Metrics",
         metrics_table(rows, [*METRICS, "valid_item_rate", "coverage@10"])
-        + "\nFull ranking, leave-one-out, all test users of the synthetic catalog.",
+        + f"\nFull ranking, leave-one-out, the same first {budget.eval_users} test users for every model, "
+        "each user's own items excluded (no synthetic user buys an item twice).",
     )
-    report.add("Stage times", metrics_table({k: {"seconds": v} for k, v in timings.items()}, ["seconds"]))
+    total = sum(timings.values())
+    report.add(
+        "Stage times",
+        metrics_table(
+            {k: {"seconds": v, "threads": threads[k]} for k, v in timings.items()}, ["seconds", "threads"]
+        )
+        + f"\nTotal {total:.0f} s.",
+    )
     atomic_write_json(
         out / "metrics.json",
-        {"metrics": rows, "explanations": explanations, "stage_seconds": timings, "synthetic": True},
+        {
+            "metrics": rows,
+            "semantic_ids": sid.diagnostics,
+            "explanations": explanations,
+            "thumbnails": thumbnails,
+            "stage_seconds": timings,
+            "stage_threads": threads,
+            "total_seconds": total,
+            "quick": config.quick,
+            "synthetic": True,
+        },
     )
     return report.write()
 
@@ -90,8 +135,10 @@ def _data_stage(config: DemoConfig, report: Report) -> SequenceDataset:
         "Data",
         f"**Synthetic** catalog generated by `genrec.data.make_synthetic` (seed {config.seed}): "
         f"{stats['users']} users, {stats['items']} items, {stats['interactions']} interactions; "
-        f"sequence length min {length['min']}, median {length['median']}, max {length['max']}.\n\n"
-        + report.image(hist, "sequence-length histogram"),
+        f"sequence length min {length['min']}, median {length['median']}, max {length['max']}. Users follow "
+        "latent tastes for categories, brands, styles and price bands, and habits (follow-up items, category "
+        "transitions); item text and thumbnails show category, brand and style, so content carries the "
+        "tastes.\n\n" + report.image(hist, "sequence-length histogram"),
     )
     return ds
 
@@ -110,212 +157,24 @@ def _embedding_stage(ds: SequenceDataset, out: Path, report: Report) -> np.ndarr
     return emb
 
 
-def _sid_stage(ds: SequenceDataset, embeddings: np.ndarray, config: DemoConfig, report: Report):
-    from genrec.sid import build_semantic_ids
+def _sid_stage(ds: SequenceDataset, config: DemoConfig, report: Report):
+    from genrec.sid import SemanticIDSpec, build_dataset_semantic_ids
 
-    codebook = 16 if config.quick else 32
-    sid = build_semantic_ids(
-        embeddings,
-        method="rqkmeans",
-        levels=3,
-        codebook_size=codebook,
-        seed=config.seed,
-        catalog=ds.catalog,
-        show_progress=False,
+    # Item text (title, brand, category, price, style) fused with training co-occurrence, as the recipes do.
+    spec = SemanticIDSpec(
+        levels=3, codebook_size=16 if config.quick else 32, modalities=["text", "behaviour"], seed=config.seed
     )
+    # The embedding stage's cache: the text is not encoded twice.
+    sid = build_dataset_semantic_ids(ds, spec, show_progress=False, cache_dir=config.output_dir / "cache")
     sid.save_pretrained(config.output_dir / "semantic_ids")
     diag = sid.diagnostics
     png = plot_code_usage(sid.codes, sid.codebook_sizes, config.output_dir / "code_usage.png")
     examples = "\n".join(f"- {''.join(sid.item_tokens(i))} — {ds.catalog[i].title}" for i in range(3))
     report.add(
         "Semantic IDs",
-        f"Residual k-means, 3 levels × {codebook} codes + a de-dup level. "
-        f"Collision rate before de-dup: {diag['collision_rate']:.3f}; "
-        f"largest collision group: {diag['largest_group']}.\n\n{examples}\n\n"
+        f"Residual k-means over item text fused with training co-occurrence, {spec.levels} levels × "
+        f"{spec.codebook_size} codes + a de-dup level. Collision rate before de-dup: "
+        f"{diag['collision_rate']:.3f}; largest collision group: {diag['largest_group']}.\n\n{examples}\n\n"
         + report.image(png, "per-level code usage"),
     )
     return sid
-
-
-def _baseline_stage(ds: SequenceDataset, config: DemoConfig, report: Report) -> dict[str, dict[str, float]]:
-    from genrec.baselines import Popularity, SASRecConfig, train_sasrec
-    from genrec.eval import evaluate_recommender
-
-    test = ds.test_examples()
-    sasrec_cfg = SASRecConfig(
-        epochs=10 if config.quick else 40,
-        patience=5,
-        seed=config.seed,
-        num_threads=config.threads,
-        time_budget_s=30 if config.quick else 90,
-    )
-    sasrec = train_sasrec(ds, sasrec_cfg, output_dir=config.output_dir / "sasrec")
-    rows = {
-        "Popularity": evaluate_recommender(Popularity().fit(ds), test, ks=KS),
-        "SASRec": evaluate_recommender(sasrec, test, ks=KS),
-    }
-    report.add(
-        "Baselines", f"Popularity and SASRec (CE over all items, {sasrec_cfg.hidden}-d, early stopping)."
-    )
-    return rows
-
-
-def _generative_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Report) -> dict[str, dict]:
-    """The compact from-scratch Llama over semantic-ID tokens, decoded under the item trie."""
-    from genrec.eval import evaluate_lists
-    from genrec.model import GenerativeRecommender
-    from genrec.model.compact import CompactConfig, CompactTrainingConfig, train_compact
-
-    train_cfg = CompactTrainingConfig(
-        output_dir=str(config.output_dir / "compact"),
-        compact=CompactConfig(hidden_size=128, num_layers=2, num_heads=4, intermediate_size=256),
-        epochs=30,
-        batch_size=32,
-        learning_rate=3e-3,
-        warmup_steps=20,
-        eval_users=200,
-        eval_beams=10,
-        patience=4,
-        max_minutes=0.5 if config.quick else 2.5,
-        seed=config.seed,
-        num_threads=config.threads,
-    )
-    item_tokens = [sid.item_tokens(i) for i in range(ds.num_items)]
-    compact = train_compact(ds, item_tokens, train_cfg)
-    rec = GenerativeRecommender.from_compact(compact, ds.catalog, sid)
-    rec.save_pretrained(config.output_dir / "recommender")
-    test = ds.test_examples()
-    top, _ = rec.recommend(test.histories, k=10, num_beams=20, batch_size=64)
-    metrics = evaluate_lists(top, test.targets, ds.num_items, ks=KS)
-
-    history = [ds.catalog[i].id for i in test.histories[0][-5:]]
-    example = rec.generate(history, num_items=5, num_beams=20)
-    listing = "\n".join(
-        f"{rank}. `{sid_str}` {title} (score {score:.2f})"
-        for rank, (sid_str, title, score) in enumerate(
-            zip(example.semantic_ids, example.titles, example.scores), 1
-        )
-    )
-    recent = "; ".join(ds.catalog[i].title for i in test.histories[0][-5:])
-    report.add(
-        "Generative recommender",
-        f"A compact Llama ({compact.num_parameters() / 1e6:.2f}M parameters) trained from scratch on whole "
-        f"user sequences of semantic-ID tokens, decoded by trie-constrained beam search (beam 20), so every "
-        f"recommendation is a real catalog item.\n\nUser {test.users[0]} recently bought: {recent}.\n\n"
-        f"`rec.generate(history, num_items=5)`:\n\n{listing}\n\n"
-        f"Saved to `recommender/`: `genrec recommend {config.output_dir / 'recommender'} "
-        f"{' '.join(history)}`.",
-    )
-    return {"Generative (compact)": metrics}
-
-
-def _explanation_stage(ds: SequenceDataset, sid, config: DemoConfig, report: Report) -> dict[str, dict]:
-    """SmolLM2 + LoRA, briefly tuned on catalog-grounded explanations, explains the compact model's picks.
-
-    Faithfulness is measured on the test pairs of the first users (their held-out next item), for the tuned
-    explainer and for the template verbalizer its targets come from.
-    """
-    from genrec.data.attributes import price_bands_of
-    from genrec.eval.explain import AttributeVocabulary, check_explanations, explanation_metrics
-    from genrec.model import GenerativeRecommender
-    from genrec.model.explain import ExplanationConfig
-    from genrec.prompts.explanations import EXPLANATION_HISTORY
-    from genrec.prompts.grounding import verbalize_explanations
-    from genrec.train import SFTRecipe, train_sft
-
-    recipe = SFTRecipe.from_dict(
-        {
-            "lora": {
-                "r": 16,
-                "alpha": 32,
-                "dropout": 0.0,
-                "top_layers": DEMO_EXPLAINER_TOP_LAYERS,
-                "train_sid_tokens": False,
-            },
-            "data": {"tasks": {"explanation": 1.0}, "explanation_source": "grounding", "eval_users": 0},
-            "train": {
-                "output_dir": str(config.output_dir / "explainer"),
-                "max_steps": 12 if config.quick else 30,
-                "per_device_train_batch_size": 4,
-                "learning_rate": 2e-3,
-                "save_steps": 1000,
-                "seed": config.seed,
-                "num_threads": config.threads,
-                "report_to": "none",
-            },
-        }
-    )
-    explainer = train_sft(recipe, dataset=ds, sid=sid)
-    catalog, test = ds.catalog, ds.test_examples()
-    generation = ExplanationConfig(max_new_tokens=48)
-
-    n = min(16 if config.quick else 32, len(test))
-    histories = [h[-EXPLANATION_HISTORY:] for h in test.histories[:n]]
-    items = test.targets[:n].tolist()
-    bands = price_bands_of(catalog)
-    vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
-    texts = {
-        "tuned explainer": explainer.explain(histories, items, generation, batch_size=n),
-        "template": verbalize_explanations(catalog, histories, items, bands),
-    }
-    scores = {
-        name: explanation_metrics(
-            outputs,
-            faithfulness=check_explanations(outputs, histories, items, catalog, vocabulary),
-        )
-        for name, outputs in texts.items()
-    }
-
-    recommender = GenerativeRecommender.from_pretrained(config.output_dir / "recommender", catalog=catalog)
-    shown = []
-    for u in range(2):
-        picks = recommender.generate(test.histories[u], num_items=3, num_beams=20)
-        reasons = explainer.explain([test.histories[u]] * 3, picks.indices.tolist(), generation)
-        recent = "; ".join(catalog[i].title for i in test.histories[u][-EXPLANATION_HISTORY:])
-        lines = "\n".join(f"{k}. **{t}**: {r}" for k, (t, r) in enumerate(zip(picks.titles, reasons), 1))
-        shown.append(f"User {test.users[u]} recently bought: {recent}.\n\n{lines}")
-    report.add(
-        "Explanations",
-        f"SmolLM2-135M-Instruct + LoRA on its last {DEMO_EXPLAINER_TOP_LAYERS} layers, tuned for "
-        f"{recipe.train.max_steps} steps on catalog-grounded targets (brand, category and price band the "
-        "item shares with the history), explains the generative recommender's top 3 for two users "
-        "(`rec.generate(history, explain=True)` does both in one call for an LLM recommender):\n\n"
-        + "\n\n".join(shown)
-        + f"\n\nOn the first {n} users' held-out test items: \n\n"
-        + metrics_table(scores, ["faithfulness", "hallucination_rate", "usr"])
-        + "\nFaithful: every brand, category, title and price band named belongs to the item or the history.",
-    )
-    return scores
-
-
-def _thumbnail_stage(ds: SequenceDataset, embeddings: np.ndarray, config: DemoConfig, report: Report) -> None:
-    """A small pixel-space diffusion model conditioned on the user's history (mean item embedding)."""
-    from genrec.diffusion import ThumbnailTrainer, ThumbnailTrainingConfig
-
-    train_cfg = ThumbnailTrainingConfig(
-        output_dir=str(config.output_dir / "thumbnails"),
-        seed=config.seed,
-        image_size=32,
-        latent=False,
-        unet_block_out_channels=[32, 64, 64],
-        unet_first_attention_level=1,
-        cross_attention_dim=64,
-        train_steps=150 if config.quick else 400,
-        batch_size=32,
-        save_every=150,
-        sample_every=10_000,  # one grid at the end, below
-        sample_scheduler="ddpm",
-        sample_steps=50,
-    )
-    trainer = ThumbnailTrainer(train_cfg, ds, embeddings)
-    pipe = trainer.train(resume=True)
-    pipe.save_pretrained(config.output_dir / "thumbnails" / "pipeline")
-    grid = trainer.save_sample_grid(pipe, config.output_dir / "thumbnails.png")
-    report.add(
-        "Personalized thumbnails",
-        f"A diffusers UNet ({train_cfg.train_steps} steps, 32×32 pixels, DDPM sampling) conditioned on each "
-        "user's mean item embedding, with classifier-free guidance. Each row: a held-out user's latest "
-        "history thumbnails, then generated ones. The pipeline is saved in `thumbnails/pipeline` "
-        "(`PersonalizedThumbnailPipeline.from_pretrained`).\n\n"
-        + report.image(grid, "personalized thumbnails"),
-    )

@@ -47,8 +47,16 @@ def hold_out(dataset: SequenceDataset, user_fraction: float, item_fraction: floa
     )
 
 
+PAIR_TARGETS = ("next", "history")
+
+
 class PairSampler:
-    """Random (history before t -> item at t) pairs over training users' training positions.
+    """Random (condition history -> target item) pairs over training users' training positions.
+
+    ``target="next"``: the history before position t predicts the item at t (next-item pairs).
+    ``target="history"``: the item at t is drawn from the user's *other* training items, so the image
+    follows the taste the whole history shows (leave one out within the history, as taste-teaching
+    pairs in PMG/Pigeon do); a user-only thumbnail is then judged against the very history it was given.
 
     Positions come from ``dataset.train_sequences()`` (valid/test targets never leak); a pair is
     kept when its target has an image and is not a held-out item. Sampling is with replacement from
@@ -62,17 +70,21 @@ class PairSampler:
         holdout: HoldOut,
         history_max_len: int = 50,
         seed: int = 0,
+        target: str = "next",
     ):
+        if target not in PAIR_TARGETS:
+            raise ValueError(f"pair target must be one of {PAIR_TARGETS}, got {target!r}")
         self.sequences = dataset.train_sequences()
         self.history_max_len = history_max_len
+        self.target = target
         test_user = holdout.user_mask(dataset.num_users)
         allowed = images.has_image & ~holdout.item_mask(dataset.num_items)
         users, positions = [], []
         for u, seq in enumerate(self.sequences):
             if test_user[u] or len(seq) < 2:
                 continue
-            t = np.arange(1, len(seq))
-            t = t[allowed[seq[1:]]]
+            t = np.arange(1 if target == "next" else 0, len(seq))
+            t = t[allowed[seq[t]]]
             users.append(np.full(len(t), u, dtype=np.int64))
             positions.append(t)
         if not users:
@@ -90,7 +102,8 @@ class PairSampler:
         histories, targets = [], np.empty(batch_size, dtype=np.int64)
         for k, r in enumerate(rows):
             seq, t = self.sequences[self.users[r]], self.positions[r]
-            histories.append(seq[max(0, t - self.history_max_len) : t])
+            history = seq[:t] if self.target == "next" else np.delete(seq, t)
+            histories.append(history[-self.history_max_len :])
             targets[k] = seq[t]
         return histories, targets
 

@@ -82,16 +82,22 @@ def _same_spec(saved: dict[str, Any] | None, spec: SemanticIDSpec) -> bool:
 
 
 def build_dataset_semantic_ids(
-    dataset: SequenceDataset, spec: SemanticIDSpec | None = None, show_progress: bool = True
+    dataset: SequenceDataset,
+    spec: SemanticIDSpec | None = None,
+    show_progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> SemanticIDs:
-    """Semantic IDs of ``dataset.catalog`` built as ``spec`` says; behaviour reads training sequences only."""
+    """Semantic IDs of ``dataset.catalog`` built as ``spec`` says; behaviour reads training sequences only.
+    Content embeddings are cached in ``cache_dir`` (default: genrec's cache folder)."""
     from genrec.embed import cooccurrence_embeddings, cooccurrence_pairs, encode_item_modalities
 
     spec = as_spec(spec)
     catalog, train = dataset.catalog, dataset.train_sequences()
     content = [m for m in spec.modalities if m != "behaviour"]
     embeddings = (
-        encode_item_modalities(catalog, content, spec.embed_model, spec.image_encoder) if content else {}
+        encode_item_modalities(catalog, content, spec.embed_model, spec.image_encoder, cache_dir)
+        if content
+        else {}
     )
     if "behaviour" in spec.modalities:
         embeddings["behaviour"] = cooccurrence_embeddings(

@@ -8,6 +8,7 @@ to ``output_dir/final`` (see :class:`genrec.model.GenerativeRecommender`).
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -224,13 +225,25 @@ def train_sft(
     with atomic_write(out / "recipe.yaml") as fh:
         yaml.safe_dump(recipe.to_dict(), fh, sort_keys=False)
     dataset = dataset if dataset is not None else load_recipe_data(recipe)
-    sid = sid if sid is not None else load_or_build_sid(recipe, dataset)
-    rec = build_recommender(recipe, dataset.catalog, sid, model=model, tokenizer=tokenizer)
-    trainer = build_trainer(recipe, rec, dataset, callbacks)
     checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
     if resume and checkpoint is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    if checkpoint is not None and (out / "final").is_dir() and _finished(checkpoint, recipe.train.max_steps):
+        # The Trainer would take one more step past max_steps when resumed there: load the result instead.
+        logger.info(
+            "%s already reached max_steps=%d: loading %s", checkpoint, recipe.train.max_steps, out / "final"
+        )
+        return GenerativeRecommender.from_pretrained(out / "final", catalog=dataset.catalog)
+    sid = sid if sid is not None else load_or_build_sid(recipe, dataset)
+    rec = build_recommender(recipe, dataset.catalog, sid, model=model, tokenizer=tokenizer)
+    trainer = build_trainer(recipe, rec, dataset, callbacks)
     trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.is_world_process_zero():
         rec.save_pretrained(out / "final")
     return rec
+
+
+def _finished(checkpoint: str, max_steps: int) -> bool:
+    """Whether ``checkpoint`` already holds a run's last step (``max_steps`` > 0 only)."""
+    state = Path(checkpoint) / "trainer_state.json"
+    return 0 < max_steps <= json.loads(state.read_text(encoding="utf-8"))["global_step"]
