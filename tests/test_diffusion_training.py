@@ -147,6 +147,33 @@ def test_resume_with_other_condition_size_fails(toy, tmp_path):
 def test_config_rejects_unknown_fields():
     with pytest.raises(ValueError, match="train_stepz"):
         ThumbnailTrainingConfig.from_dict({"train_stepz": 3})
+    with pytest.raises(ValueError, match="prediction_type"):
+        ThumbnailTrainingConfig(prediction_type="x0")
+    with pytest.raises(ValueError, match="pair_target"):
+        ThumbnailTrainingConfig(pair_target="future")
+
+
+def test_training_target_per_prediction_type():
+    from diffusers import DDPMScheduler
+
+    from genrec.diffusion.trainer import _training_target
+
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    x0, noise, t = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), torch.tensor([1, 7])
+    assert torch.equal(_training_target("epsilon", scheduler, x0, noise, t), noise)
+    assert torch.equal(_training_target("sample", scheduler, x0, noise, t), x0)
+    velocity = _training_target("v_prediction", scheduler, x0, noise, t)
+    torch.testing.assert_close(velocity, scheduler.get_velocity(x0, noise, t))
+
+
+def test_x0_prediction_with_history_pairs_trains_and_samples(toy, tmp_path):
+    config = tiny_config(
+        tmp_path, latent=False, train_steps=2, prediction_type="sample", pair_target="history"
+    )
+    pipe = ThumbnailTrainer(config, toy, embeddings(toy), progress=False).train()
+    assert pipe.scheduler.config.prediction_type == "sample"
+    images = pipe(user_history=[toy.catalog[0].id], num_inference_steps=2, output_type="np").images
+    assert images.shape[0] == 1 and np.isfinite(images).all() and 0 <= images.min() <= images.max() <= 1
 
 
 @pytest.mark.slow

@@ -54,9 +54,9 @@ class PairSampler:
     """Random (condition history -> target item) pairs over training users' training positions.
 
     ``target="next"``: the history before position t predicts the item at t (next-item pairs).
-    ``target="history"``: the item at t is drawn from the user's *other* training items, so the image
-    follows the taste the whole history shows (leave one out within the history, as taste-teaching
-    pairs in PMG/Pigeon do); a user-only thumbnail is then judged against the very history it was given.
+    ``target="history"``: the item at t is predicted from the user's *other* training items (leave one
+    out within the history), so the image learns the taste the whole history shows; a user-only thumbnail
+    is then judged against the very history it was given.
 
     Positions come from ``dataset.train_sequences()`` (valid/test targets never leak); a pair is
     kept when its target has an image and is not a held-out item. Sampling is with replacement from

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from genrec.data.dataset import SequenceDataset
 from genrec.diffusion.conditioning import ThumbnailConditioner
-from genrec.diffusion.data import HoldOut, ItemImages, PairSampler, hold_out, load_item_images
+from genrec.diffusion.data import PAIR_TARGETS, HoldOut, ItemImages, PairSampler, hold_out, load_item_images
 from genrec.diffusion.grid import save_grid
 from genrec.diffusion.models import build_unet, build_vae, predict_noise
 from genrec.diffusion.pipeline import PersonalizedThumbnailPipeline
@@ -116,10 +116,9 @@ class ThumbnailTrainingConfig:
     mixed_precision: str = "no"
 
     def __post_init__(self) -> None:
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}"
-            )
+        for name, allowed in (("prediction_type", PREDICTION_TYPES), ("pair_target", PAIR_TARGETS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ThumbnailTrainingConfig:
