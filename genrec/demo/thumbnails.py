@@ -129,7 +129,7 @@ def thumbnail_stage(
         "users": len(users),
         "images_per_user": budget.images_per_user,
         "train_steps": budget.train_steps,
-        "step_seconds": float(np.mean(trainer.step_times)) if trainer.step_times else float("nan"),
+        "step_seconds": float(np.mean(trainer.step_times)) if trainer.step_times else None,  # None: resumed
     }
 
     # Variants of one item (the first user's held-out next item) made for the first four users.
