@@ -28,17 +28,17 @@ class ExplanationBudget:
 def explanation_stage(
     ds: SequenceDataset,
     sid: Any,
+    recommender: Any,
     budget: ExplanationBudget,
     output_dir: Path,
     seed: int,
-    threads: int | None,
+    threads: int,
     report: Report,
 ) -> dict[str, dict[str, float]]:
-    """Tune, explain two users' top 3 from the saved compact recommender, and score the first users'
-    held-out test pairs for the tuned explainer and the template verbalizer its targets come from."""
+    """Tune, explain two users' top 3 from ``recommender``, and score the first users' held-out test pairs
+    for the tuned explainer and the template verbalizer its targets come from."""
     from genrec.data.attributes import price_bands_of
     from genrec.eval.explain import AttributeVocabulary, check_explanations, explanation_metrics
-    from genrec.model import GenerativeRecommender
     from genrec.model.explain import ExplanationConfig
     from genrec.prompts.explanations import EXPLANATION_HISTORY
     from genrec.prompts.grounding import verbalize_explanations
@@ -73,7 +73,6 @@ def explanation_stage(
     generation = ExplanationConfig(max_new_tokens=budget.max_new_tokens)
 
     # The recommender's top 3 for two users, explained in the same batch as the scored test pairs.
-    recommender = GenerativeRecommender.from_pretrained(output_dir / "recommender", catalog=catalog)
     users = [0, 1]
     picks = recommender.generate(
         [test.histories[u] for u in users], num_items=3, num_beams=20, exclude_history=True

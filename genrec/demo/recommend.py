@@ -52,7 +52,7 @@ def baseline_stage(
     budget: RecommenderBudget,
     output_dir: Path,
     seed: int,
-    threads: int | None,
+    threads: int,
     report: Report,
 ) -> dict[str, dict[str, float]]:
     from genrec.baselines import Popularity, SASRecConfig, train_sasrec
@@ -81,10 +81,11 @@ def compact_stage(
     budget: RecommenderBudget,
     output_dir: Path,
     seed: int,
-    threads: int | None,
+    threads: int,
     report: Report,
-) -> dict[str, dict[str, float]]:
-    """The compact from-scratch Llama over semantic-ID tokens, decoded under the item trie."""
+) -> tuple[dict[str, dict[str, float]], Any]:
+    """The compact from-scratch Llama over semantic-ID tokens, decoded under the item trie; returns its
+    metrics and the :class:`~genrec.model.GenerativeRecommender` (also saved in ``recommender/``)."""
     from genrec.model import GenerativeRecommender
     from genrec.model.compact import CompactConfig, CompactTrainingConfig, train_compact
 
@@ -117,7 +118,7 @@ def compact_stage(
         + f"\n\nSaved to `recommender/`: "
         f"`genrec recommend {output_dir / 'recommender'} {' '.join(history)}`.",
     )
-    return {"Generative (compact)": metrics}
+    return {"Generative (compact)": metrics}, rec
 
 
 def llm_stage(
@@ -126,7 +127,7 @@ def llm_stage(
     budget: RecommenderBudget,
     output_dir: Path,
     seed: int,
-    threads: int | None,
+    threads: int,
     report: Report,
 ) -> dict[str, dict[str, float]]:
     """SmolLM2-135M-Instruct (its first layers) + LoRA, tuned on whole sequences of semantic-ID tokens."""

@@ -69,27 +69,33 @@ def run_demo(config: DemoConfig) -> Path:
     timings: dict[str, float] = {}
     threads: dict[str, int] = {}
 
-    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        # Threads are chosen again per stage: another process may have started or stopped meanwhile.
+    def timed(name: str, stage: Callable[[int], Any]) -> Any:
+        """Run ``stage(threads)``, with threads chosen afresh (another process may have started or stopped
+        meanwhile); the stage's trainers use that count, and the report records it."""
         threads[name] = configure_threads(config.threads)
         start = time.perf_counter()
-        result = fn(*args)
+        result = stage(threads[name])
         timings[name] = time.perf_counter() - start
         logger.info("demo stage %-22s %.1fs (%d threads)", name, timings[name], threads[name])
         return result
 
-    seed, t = config.seed, config.threads
-    ds = timed("data", _data_stage, config, report)
-    embeddings = timed("embeddings", _embedding_stage, ds, out, report)
-    sid = timed("semantic ids", _sid_stage, ds, config, report)
-    budget = config.recommenders
-    rows = timed("baselines", baseline_stage, ds, budget, out, seed, t, report)
-    rows.update(timed("compact recommender", compact_stage, ds, sid, budget, out, seed, t, report))
-    rows.update(timed("LLM recommender", llm_stage, ds, sid, budget, out, seed, t, report))
-    explanations = timed(
-        "explanations", explanation_stage, ds, sid, config.explanations, out, seed, t, report
+    seed, budget = config.seed, config.recommenders
+    ds = timed("data", lambda n: _data_stage(config, report))
+    embeddings = timed("embeddings", lambda n: _embedding_stage(ds, out, report))
+    sid = timed("semantic ids", lambda n: _sid_stage(ds, config, report))
+    rows = timed("baselines", lambda n: baseline_stage(ds, budget, out, seed, n, report))
+    compact, recommender = timed(
+        "compact recommender", lambda n: compact_stage(ds, sid, budget, out, seed, n, report)
     )
-    thumbnails = timed("thumbnails", thumbnail_stage, ds, embeddings, out, config.thumbnails, seed, report)
+    rows.update(compact)
+    rows.update(timed("LLM recommender", lambda n: llm_stage(ds, sid, budget, out, seed, n, report)))
+    explanations = timed(
+        "explanations",
+        lambda n: explanation_stage(ds, sid, recommender, config.explanations, out, seed, n, report),
+    )
+    thumbnails = timed(
+        "thumbnails", lambda n: thumbnail_stage(ds, embeddings, out, config.thumbnails, seed, report)
+    )
     report.add(
         "Metrics",
         metrics_table(rows, [*METRICS, "valid_item_rate", "coverage@10"])
