@@ -3,7 +3,8 @@
 The tuned model is SmolLM2-135M-Instruct + LoRA trained on the explanation task alone with catalog-grounded
 targets (``recipes/explain_beauty_smollm2_lora.yaml``: the recipe's random user subset, training pairs of
 the users' training sequences only), for at most ``--train-minutes`` of wall time over all calls. The base
-zero-shot system is the same model with the adapter disabled, given the same prompt.
+zero-shot system is the same model with the adapter disabled, given the same prompt. Both decode grounded
+(:mod:`genrec.decoding.grounded`, the default); the tuned model also decodes free, to show what that adds.
 
 Each system explains the same pairs: a random sample of the subset's users (seed 0), each with the last
 :data:`~genrec.prompts.explanations.EXPLANATION_HISTORY` items before their test item and the test item
@@ -28,6 +29,8 @@ import numpy as np
 
 from bench.common import markdown_table
 from bench.explain_common import (
+    FREE,
+    LLM_SYSTEMS,
     OURS,
     add_mean_words,
     bench_recipe,
@@ -46,7 +49,9 @@ from genrec.train import load_or_build_sid
 from genrec.train.sft import load_recipe_data
 
 NAME = "explain_beauty"
-BASELINES = ("template", "base zero-shot")
+BASELINES = ("template", "base zero-shot", FREE)
+# the tuned model without grounded decoding, to show what the decoding constraint adds
+SYSTEMS = {**LLM_SYSTEMS, FREE: ("adapter", False)}
 KEYS = ("faithfulness", "hallucination_rate", "usr", "fmr", "fcr", "div")
 
 
@@ -73,7 +78,7 @@ def main() -> None:
     config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
     bands = price_bands_of(catalog)
     texts = {"template": verbalize_explanations(catalog, histories, items, bands)}
-    texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls))
+    texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls, SYSTEMS))
 
     vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
     features = vocabulary.feature_phrases()
@@ -114,10 +119,12 @@ def main() -> None:
     summary = (
         f"Amazon Beauty, recipe `{args.config}` ({dataset.num_users:,} random users, seed "
         f"{recipe.data.user_seed}): {len(items)} sampled users' test pairs (last {EXPLANATION_HISTORY} "
-        f"history items + held-out next item), explained by three systems. Tuned: SmolLM2-135M-Instruct + "
+        f"history items + held-out next item), explained by each system. Tuned: SmolLM2-135M-Instruct + "
         f"LoRA r={recipe.lora.r} on catalog-grounded targets, {training['steps']} steps "
         f"(~{training['examples_seen']:,} examples, {training['train_minutes']:.1f} CPU minutes); base "
-        f"zero-shot: the same model with the adapter disabled. Greedy decoding, at most "
+        f"zero-shot: the same model with the adapter disabled. Greedy decoding, grounded (brand, category "
+        f"and price-band phrases that neither the item nor the shown history has are banned) except for "
+        f"`{FREE}`, at most "
         f"{args.max_new_tokens} new tokens. No references exist (Beauty has no reviews): "
         f"faithfulness/hallucination against the item and the shown history, FMR/FCR/DIV over "
         f"{len(features):,} brand and category phrases. Test split looked at {evaluations['this_config']} "

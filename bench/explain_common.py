@@ -9,6 +9,7 @@ only what is missing, and a retrained model or another sample starts afresh.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,7 +28,9 @@ from genrec.train import SFTRecipe, train_sft
 from genrec.utils import atomic_write_json, configure_threads, read_json
 
 OURS = "tuned (LoRA)"
-LLM_SYSTEMS = (("base zero-shot", "base"), (OURS, "adapter"))
+FREE = "tuned, free decoding"
+# name -> (explainer, grounded decoding); grounding is the product's default (ExplanationConfig.grounded)
+LLM_SYSTEMS: dict[str, tuple[str, bool]] = {"base zero-shot": ("base", True), OURS: ("adapter", True)}
 
 
 def parse_bench_args(
@@ -131,28 +134,33 @@ def llm_texts(
     config: ExplanationConfig,
     args: argparse.Namespace,
     walls: dict[str, float],
+    systems: dict[str, tuple[str, bool]] = LLM_SYSTEMS,
 ) -> dict[str, list[str]]:
-    """The base model's zero-shot and the tuned adapter's explanations of every pair (``rec.explain``),
+    """Explanations of every pair (``rec.explain``) by each of ``systems`` (name -> explainer, grounded),
     cached (see the module doc) and timed into ``walls``."""
     pairs = hashlib.sha256(json.dumps([[h.tolist(), int(i)] for h, i in zip(histories, items)]).encode())
     texts = {}
-    for name, explainer in LLM_SYSTEMS:
+    for name, (explainer, grounded) in systems.items():
         t = time.perf_counter()
+        system = dataclasses.replace(config, grounded=grounded)
         key = {
             **trained_model_key(recipe, training["steps"], explainer),
             "explainer": explainer,
-            "config": repr(config),
+            "config": repr(system),
             "pairs": pairs.hexdigest(),
         }
+        label = f"{explainer}{'-grounded' if grounded else ''}"
         texts[name] = cached_texts(
-            args.work_dir / "texts" / f"{explainer}.json",
+            args.work_dir / "texts" / f"{label}.json",
             key,
             len(items),
-            lambda s, e, x=explainer: rec.explain(histories[s:e], items[s:e], config, x, args.batch_size),
+            lambda s, e, c=system, x=explainer: rec.explain(
+                histories[s:e], items[s:e], c, x, args.batch_size
+            ),
             args.batch_size,
-            f"explanations ({explainer})",
+            f"explanations ({label})",
         )
-        walls[f"generate_{explainer}"] = time.perf_counter() - t
+        walls[f"generate_{label}"] = time.perf_counter() - t
     return texts
 
 

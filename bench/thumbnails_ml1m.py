@@ -1,17 +1,32 @@
-"""Personalized thumbnails on MovieLens-1M posters: personalized vs shuffled-user vs unconditional.
+"""Personalized thumbnails on MovieLens-1M posters, judged as PMG, Pigeon, DiFashion and REBECA judge them.
 
-    GENREC_THREADS=1 python -m bench.thumbnails_ml1m   # ~70 min on one CPU core (resumable)
-    python -m bench.thumbnails_ml1m --work-dir /tmp/smoke --vae-steps 3 --unet-steps 3 \
-        --evaluator-steps 3 --eval-users 6 --sample-steps 2 --dry-run            # smoke run, not recorded
+    python -m bench.thumbnails_ml1m --threads 1 [--image-encoder runs/multimodal_sid_ml1m/image_encoder]
+    python -m bench.thumbnails_ml1m --work-dir /tmp/smoke --vae-steps 3 --unet-steps 3 \\
+        --evaluator-steps 3 --eval-users 6 --sample-steps 2 --dry-run          # smoke run, not recorded
 
-On a CPU shared with other jobs, one torch thread was 10-30x faster per step than two (measured).
+Two products of one pipeline, for held-out users (never trained on), each beside controls from the same
+run and the same noise: the users' conditions shuffled among them (a derangement), and unconditional
+(the network's null branch, trained jointly through condition dropout):
 
-Trains (1) a genre-classifier evaluator on training-split posters, (2) a small VAE and (3) the
-conditional latent UNet, then samples thumbnails for held-out users (never seen in training) and
-scores them in the evaluator's feature space, side by side against two controls from the same run:
-the same model with user conditions shuffled across users, and the unconditional model (the same
-network's null-condition branch, trained jointly through condition dropout, as in
-classifier-free guidance). Posters are copyrighted: the docs grid shows generated images only.
+- **(a) an image for this user**: ``pipe(user_history=...)``;
+- **(b) item X's thumbnail for this user**: ``pipe(user_history=..., item=X, image=X's poster,
+  strength=s)``, for held-out items X (never a training target).
+
+Scored in the feature space of a genre CNN trained here on training-split posters, independent of the
+generator (``genrec.diffusion.evaluator``):
+
+- ``history_auc``: is u's thumbnail nearer u's conditioning history than other users' histories?
+  (one-sided permutation p); ``future_auc``: the same against the user's later posters, beside the
+  ceiling reached by the user's own earlier posters;
+- ``copy_rate``: thumbnails nearer a real poster than same-genre posters are to each other (see
+  :func:`genrec.diffusion.evaluator.copy_rate`), beside held-out real posters' rate;
+- ``kid``: kernel distance to the training posters, in evaluator features;
+- for item variants, ``variant_grounding_accuracy`` (X's poster is the variant's nearest of itself and
+  4 other posters; chance .2) and ``variant_history_auc`` (history AUC after removing each item's mean
+  across users, so what remains is the user's push).
+
+Resumable: the evaluator, the VAE and the UNet checkpoint in ``--work-dir``. Posters are copyrighted:
+the docs grids show generated images only.
 """
 
 from __future__ import annotations
@@ -29,8 +44,10 @@ from genrec.data import load_movielens_posters
 from genrec.diffusion import ThumbnailTrainer, ThumbnailTrainingConfig
 from genrec.diffusion.evaluator import (
     GenreEvaluator,
-    frechet_distance,
-    genre_alignment,
+    copy_rate,
+    draw_distractors,
+    grounding_accuracy,
+    kernel_distance,
     multilabel_metrics,
     personalization_p_value,
     personalization_scores,
@@ -38,49 +55,46 @@ from genrec.diffusion.evaluator import (
 )
 from genrec.diffusion.grid import save_grid
 from genrec.diffusion.trainer import step_time_summary
-from genrec.embed import encode_items
+from genrec.embed import encode_item_modalities, encode_items, l2_normalize
 from genrec.utils import atomic_write_json, configure_threads, read_json, shared_dataset
 
 ITEM_TEMPLATE = "{{ title }}. Genres: {{ genres | join(', ') }}"
+PERMUTATIONS = 2000  # p-values down to 1/2001, below the .001 goal
 logger = logging.getLogger("bench.thumbnails_ml1m")
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", default="runs/thumbnails_ml1m", help="checkpoints, caches, training grids")
+    p.add_argument(
+        "--image-encoder",
+        default=None,
+        help="an item image encoder (folder from bench.multimodal_sid_ml1m, CLIP/SigLIP path): its poster "
+        "embeddings join the text embeddings in the item table that history and item tokens read",
+    )
     p.add_argument("--vae-steps", type=int, default=3000)
     p.add_argument("--unet-steps", type=int, default=3000)
-    p.add_argument(
-        "--p-drop-item",
-        type=float,
-        default=0.5,
-        help="item-condition dropout: the user-only branch (what is scored) trains on this share of steps",
-    )
+    p.add_argument("--history-tokens", type=int, default=8, help="one cross-attention token per recent item")
+    p.add_argument("--user-tokens", type=int, default=1, help="tokens from the history-mean user vector")
+    p.add_argument("--pair-target", default="history", choices=["history", "next"])
+    p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
+    p.add_argument("--p-drop-item", type=float, default=0.5)
     p.add_argument("--evaluator-steps", type=int, default=6000)
-    p.add_argument(
-        "--evaluator-shift", type=int, default=4, help="evaluator augmentation: random shifts of up to N px"
-    )
-    p.add_argument(
-        "--evaluator-blur",
-        type=float,
-        default=0.5,
-        help="evaluator augmentation: share of batches blurred (down- and upsampled), so blur alone "
-        "does not erase genre cues (VAE reconstructions keep them; measured)",
-    )
+    p.add_argument("--evaluator-shift", type=int, default=4, help="evaluator augmentation: shifts of <= N px")
+    p.add_argument("--evaluator-blur", type=float, default=0.5, help="evaluator augmentation: blurred share")
     p.add_argument("--eval-users", type=int, default=100, help="held-out users scored (of the 10%% held out)")
     p.add_argument("--images-per-user", type=int, default=8)
-    p.add_argument(
-        "--reference-items", type=int, default=20, help="last N items of a user = held-out history"
-    )
-    p.add_argument("--user-guidance", type=float, default=5.0)
-    p.add_argument("--item-guidance", type=float, default=4.0, help="for the item-conditioned genre probe")
+    p.add_argument("--reference-items", type=int, default=20, help="last N items of a user = the future")
+    p.add_argument("--variant-items", type=int, default=4, help="held-out items X made for every user")
+    p.add_argument("--variants-per-pair", type=int, default=2)
+    p.add_argument("--strength", type=float, default=0.7, help="img2img strength for item variants")
+    p.add_argument("--user-guidance", type=float, default=3.0)
+    p.add_argument("--item-guidance", type=float, default=2.0)
     p.add_argument("--sample-steps", type=int, default=20)
     p.add_argument("--sample-scheduler", default="ddim", choices=["ddim", "ddpm", "dpmsolver"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--dry-run", action="store_true", help="print the summary without recording it (smoke runs)"
-    )
+    p.add_argument("--dry-run", action="store_true", help="print the summary without recording it")
     return p.parse_args()
 
 
@@ -94,33 +108,31 @@ def genre_matrix(dataset) -> tuple[list[str], np.ndarray]:
     return genres, y
 
 
-def probe_genres(
-    pipe, evaluator, item_emb, labels, genres, real_probs, recon_probs, args, min_posters: int = 10
-) -> list[dict]:
-    """Where is genre lost? For held-out posters of each genre (with at least ``min_posters``), the
-    evaluator's mean p(genre) as a multiple of its base rate, on the real posters, their VAE
-    reconstructions and thumbnails generated from the (unseen) item's own condition."""
-    generated = pipe(
-        item_embedding=torch.from_numpy(item_emb),
-        item_guidance_scale=args.item_guidance,
-        num_inference_steps=args.sample_steps,
-        generator=torch.Generator().manual_seed(args.seed),
-        num_images=2,
-        output_type="pt",
-    ).images
-    gen_probs = evaluator.features_and_probs(generated * 2 - 1)[1].reshape(len(item_emb), 2, -1).mean(1)
-    labels = labels.astype(bool)
-    base = real_probs.mean(0)
-    stages = (("real", real_probs), ("vae_reconstruction", recon_probs), ("generated_from_item", gen_probs))
-    return [
-        {
-            "genre": g,
-            "posters": int(labels[:, j].sum()),
-            **{f"lift_{name}": float(probs[labels[:, j], j].mean() / base[j]) for name, probs in stages},
-        }
-        for j, g in enumerate(genres)
-        if labels[:, j].sum() >= min_posters
-    ]
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A permutation that moves everybody: the shuffled control gives nobody their own condition."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == np.arange(n)):
+            return perm
+
+
+def item_table(dataset, image_encoder: str | None, cache: Path) -> np.ndarray:
+    """Text embeddings, joined by poster embeddings when an image encoder is given (each half unit norm,
+    so both modalities weigh the same); items without a poster keep a zero image half."""
+    text = encode_items(dataset.catalog, template=ITEM_TEMPLATE, cache_dir=cache)
+    if image_encoder is None:
+        return text
+    image = encode_item_modalities(dataset.catalog, ["image"], image_encoder=image_encoder, cache_dir=cache)
+    return np.hstack([l2_normalize(text), l2_normalize(image["image"])]).astype(np.float32) / np.sqrt(2)
+
+
+def history_scores(generated: np.ndarray, history: np.ndarray, seed: int) -> dict[str, float]:
+    """History AUC (is u's image nearer u's history than other users' histories?) and its p-value."""
+    return {
+        "auc": personalization_scores(history, generated)["auc"],
+        "p_value": personalization_p_value(history, generated, PERMUTATIONS, seed=seed),
+    }
 
 
 def main() -> None:
@@ -133,38 +145,43 @@ def main() -> None:
     t0 = time.perf_counter()
 
     dataset = load_movielens_posters(shared_dataset("movielens-1m-posters"))
-    item_emb = encode_items(dataset.catalog, template=ITEM_TEMPLATE)
+    table = item_table(dataset, args.image_encoder, work / "cache")
     walls["load_and_embed"] = time.perf_counter() - t0
 
     config = ThumbnailTrainingConfig(
         output_dir=str(work / "run"),
         seed=args.seed,
         image_size=64,
+        pair_target=args.pair_target,
+        num_user_tokens=args.user_tokens,
+        history_tokens=args.history_tokens,
+        p_drop_item=args.p_drop_item,
         vae_block_out_channels=[16, 32, 64],
         vae_steps=args.vae_steps,
         vae_batch_size=32,
         vae_crop_size=32,
         unet_block_out_channels=[32, 64, 128],
+        prediction_type=args.prediction_type,
         train_steps=args.unet_steps,
-        p_drop_item=args.p_drop_item,
         batch_size=32,
         save_every=250,
         sample_every=500,
         sample_steps=args.sample_steps,
         sample_scheduler=args.sample_scheduler,
         user_guidance_scale=args.user_guidance,
+        item_guidance_scale=args.item_guidance,
     )
     t = time.perf_counter()
-    trainer = ThumbnailTrainer(config, dataset, item_emb)
+    trainer = ThumbnailTrainer(config, dataset, table)
     images = trainer.images
     walls["decode_images"] = time.perf_counter() - t
 
-    # -- (1) evaluator on training-split posters only -------------------------------------------
+    # -- (1) the evaluator, on training-split posters only -------------------------------------------
     genres, y = genre_matrix(dataset)
     held_item = trainer.holdout.item_mask(dataset.num_items)[images.indices]
     t = time.perf_counter()
-    ev_dir = work / (
-        f"evaluator-{args.evaluator_steps}steps-shift{args.evaluator_shift}-blur{args.evaluator_blur}"
+    ev_dir = (
+        work / f"evaluator-{args.evaluator_steps}steps-shift{args.evaluator_shift}-blur{args.evaluator_blur}"
     )
     if (ev_dir / "config.json").is_file():
         evaluator = GenreEvaluator.from_pretrained(ev_dir)
@@ -183,9 +200,10 @@ def main() -> None:
     walls["evaluator_train"] = time.perf_counter() - t
     real_feats, real_probs = evaluator.features_and_probs(images.to_float(slice(None)))
     ev_metrics = multilabel_metrics(real_probs[held_item], y[images.indices[held_item]])
+    train_feats, train_labels = real_feats[~held_item], y[images.indices[~held_item]]
     logger.info("evaluator on %d held-out posters: %s", int(held_item.sum()), ev_metrics)
 
-    # -- (2)+(3) VAE and UNet ---------------------------------------------------------------------
+    # -- (2) VAE and UNet ---------------------------------------------------------------------------
     t = time.perf_counter()
     pipe = trainer.train(resume=True)
     walls["vae_unet_train"] = time.perf_counter() - t
@@ -194,180 +212,186 @@ def main() -> None:
         atomic_write_json(
             timing_path, {"unet_step_s": step_time_summary(trainer.step_times), "threads": threads}
         )
-    # A resumed run reports the step time (and thread count) of the session that trained.
-    timing = read_json(timing_path) if timing_path.is_file() else {}
-    unet_step_s = timing.get("unet_step_s", float("nan"))
-    train_threads = timing.get("threads", threads)
+    timing = read_json(timing_path) if timing_path.is_file() else {}  # a resumed run keeps the trained one's
+    pipe.set_progress_bar_config(disable=True)
 
-    # -- held-out users: condition on the past, score against the last N items -------------------
+    # -- held-out users: condition on the past, the last N items are the future ---------------------
+    ids = dataset.catalog.ids
     users = trainer.holdout.test_users[: args.eval_users]
-    cond_hist, ref_rows, ref_pref = [], [], []
+    cond_hist, future = [], []
     for u in users:
         seq = dataset.sequences[u]
         n_ref = min(args.reference_items, len(seq) // 2)
-        cond_hist.append(seq[:-n_ref])
-        ref = [images.row_of[i] for i in seq[-n_ref:] if images.row_of[i] >= 0]
-        ref_rows.append(ref)
-        ref_pref.append(y[seq[-n_ref:]].sum(0))
-    ref_pref = np.stack(ref_pref)
-    center = real_feats[~held_item].mean(0)
-    ref_centroids = np.stack([real_feats[r].mean(0) for r in ref_rows]) - center
-    user_vecs = trainer.user_encoder.encode(cond_hist)
+        cond_hist.append(seq[:-n_ref][-config.history_max_len :])
+        future.append(seq[-n_ref:])
+
+    def centroid(items: np.ndarray) -> np.ndarray:
+        rows = [images.row_of[i] for i in items if images.row_of[i] >= 0]
+        return real_feats[rows].mean(0)
+
+    center = train_feats.mean(0)  # cosine measures direction, not the shared offset
+    hist_c = np.stack([centroid(h) for h in cond_hist]) - center
+    future_c = np.stack([centroid(f) for f in future]) - center
+    perm = derangement(len(users), args.seed)
     k = args.images_per_user
-    perm = np.random.default_rng(args.seed).permutation(len(users))
-    while np.any(perm == np.arange(len(users))):  # a derangement: nobody keeps their own condition
-        perm = np.random.default_rng(int(perm[0]) + 1).permutation(len(users))
 
-    def generate(user_embedding: torch.Tensor | None) -> tuple[torch.Tensor, float]:
-        start = time.perf_counter()
-        out = pipe(
-            user_embedding=user_embedding,
+    # -- (a) an image for this user ---------------------------------------------------------------------
+    def generate(histories: list[list[str]] | None, **kw) -> torch.Tensor:
+        return pipe(
+            user_history=histories,
             user_guidance_scale=args.user_guidance,
+            item_guidance_scale=args.item_guidance,
             num_inference_steps=args.sample_steps,
-            generator=torch.Generator().manual_seed(args.seed),  # same noise for every variant
-            num_images=k if user_embedding is not None else k * len(users),
+            generator=torch.Generator().manual_seed(args.seed),  # the same noise for every control
             output_type="pt",
+            **kw,
         ).images
-        return out, time.perf_counter() - start
 
-    # Ceilings from real images: the user's own earlier posters stand in for generated thumbnails.
-    # If even these score below a goal, the goal is out of reach in this feature space.
-    rng = np.random.default_rng(args.seed)
-    cond_rows = [[images.row_of[i] for i in h if images.row_of[i] >= 0] for h in cond_hist]
-    real_k = np.stack([real_feats[rng.choice(r, min(k, len(r)), replace=False)].mean(0) for r in cond_rows])
-    real_all = np.stack([real_feats[r].mean(0) for r in cond_rows])
-    ceilings = {
-        f"own_history_posters_{k}": personalization_scores(real_k - center, ref_centroids),
-        "own_history_posters_all": personalization_scores(real_all - center, ref_centroids),
+    histories = [[ids[i] for i in h] for h in cond_hist]
+    conditions = {
+        "personalized": histories,
+        "users shuffled": [histories[j] for j in perm],
+        "unconditional": None,
     }
-    logger.info("real-poster ceilings: %s", ceilings)
-
-    pipe.set_progress_bar_config(disable=True)
-    variants = {"personalized": user_vecs, "shuffled_users": user_vecs[perm], "unconditional": None}
-    rows, generated = {}, {}
-    for name, vecs in variants.items():
-        imgs, secs = generate(vecs)
-        generated[name] = imgs
-        feats, probs = evaluator.features_and_probs(imgs * 2 - 1)
-        centroids = feats.reshape(len(users), k, -1).mean(1) - center
+    t = time.perf_counter()
+    generated, rows = {}, {}
+    for name, hist in conditions.items():
+        generated[name] = generate(hist, num_images=k if hist else k * len(users))
+        feats = evaluator.features_and_probs(generated[name] * 2 - 1)[0]
+        gen_c = feats.reshape(len(users), k, -1).mean(1) - center
+        hs = history_scores(gen_c, hist_c, args.seed)
         rows[name] = {
-            "variant": name,
-            **{
-                f"personalization_{m}": v for m, v in personalization_scores(centroids, ref_centroids).items()
-            },
-            "personalization_p_value": personalization_p_value(centroids, ref_centroids, seed=args.seed),
-            **{
-                f"genre_{m}": v
-                for m, v in genre_alignment(probs.reshape(len(users), k, -1).mean(1), ref_pref).items()
-            },
-            "evaluator_fd": frechet_distance(feats, real_feats[~held_item]),
-            "images_per_s": len(imgs) / secs,
+            "history_auc": hs["auc"],
+            "history_p_value": hs["p_value"],
+            "future_auc": personalization_scores(gen_c, future_c)["auc"],
+            "copy_rate": copy_rate(feats, train_feats, train_labels)["copy_rate"],
+            "kid": kernel_distance(feats, train_feats)["kid"],
         }
         logger.info("%s: %s", name, rows[name])
-    walls["sample_and_score"] = sum(len(generated[n]) / rows[n]["images_per_s"] for n in rows)
+    walls["sample_and_score_users"] = time.perf_counter() - t
 
-    # Reference points for the fidelity scale: real held-out posters, and VAE reconstructions.
-    fd_real = frechet_distance(real_feats[held_item], real_feats[~held_item])
-    held_rows = np.flatnonzero(held_item)
-    with torch.no_grad():
-        recon = pipe.decode(
-            pipe.vae.encode(images.to_float(torch.from_numpy(held_rows))).latent_dist.mean
-            * pipe.vae.config.scaling_factor
-        )
-    recon_feats, recon_probs = evaluator.features_and_probs(recon * 2 - 1)
-    fd_recon = frechet_distance(recon_feats, real_feats[~held_item])
-    genre_probe = probe_genres(
-        pipe,
-        evaluator,
-        item_emb[images.indices[held_rows]],
-        y[images.indices[held_rows]],
-        genres,
-        real_probs[held_rows],
-        recon_probs,
-        args,
-    )
-    logger.info("genre probe: %s", genre_probe)
+    # Real-poster references: the ceiling of future AUC (the user's own earlier posters in place of
+    # thumbnails), the copy rate and KID of held-out real posters.
+    rng = np.random.default_rng(args.seed)
+    own_k = []
+    for h in cond_hist:
+        r = [images.row_of[i] for i in h if images.row_of[i] >= 0]
+        own_k.append(real_feats[rng.choice(r, min(k, len(r)), replace=False)].mean(0))
+    future_ceiling = personalization_scores(np.stack(own_k) - center, future_c)["auc"]
+    held_feats = real_feats[held_item]
+    real_refs = {
+        "copy_rate": copy_rate(held_feats, train_feats, train_labels)["copy_rate"],
+        "kid": kernel_distance(held_feats, train_feats)["kid"],
+    }
 
-    # Docs grid: generated thumbnails only (posters are copyrighted and stay out of the repo).
-    grid_users, grid_k = list(range(min(6, len(users)))), min(k, 8)
+    # -- (b) item X's thumbnail for this user ---------------------------------------------------------
+    pool = np.flatnonzero(held_item)  # image rows of held-out items: never a training target
+    x_rows = np.random.default_rng(args.seed).choice(pool, args.variant_items, replace=False)
+    x_items = images.indices[x_rows]
+    posters = images.to_float(torch.from_numpy(x_rows)).permute(0, 2, 3, 1).numpy() / 2 + 0.5
+    v = args.variants_per_pair
+    distractor_rows = draw_distractors(x_rows, np.flatnonzero(~held_item), k=4, seed=args.seed)
+    t = time.perf_counter()
+    variant_rows, variant_images = {}, {}
+    for name in ("personalized", "users shuffled"):
+        hist = conditions[name]
+        feats = []
+        for x, poster in zip(x_items, posters):  # one item at a time: every user, the same item and noise
+            imgs = generate(hist, item=ids[x], image=poster[None], strength=args.strength, num_images=v)
+            variant_images.setdefault(name, []).append(imgs)
+            feats.append(evaluator.features_and_probs(imgs * 2 - 1)[0].reshape(len(users), v, -1))
+        feats = np.stack(feats)  # (items, users, v, D)
+        own = real_feats[x_rows][:, None, None].repeat(len(users), 1).repeat(v, 2)
+        distractors = real_feats[distractor_rows][:, None, None].repeat(len(users), 1).repeat(v, 2)
+        d = feats.shape[-1]
+        # the user's push: each item's mean over users removed, then averaged over items
+        push = (feats.mean(2) - feats.mean((1, 2))[:, None]).mean(0)
+        hs = history_scores(push, hist_c, args.seed)
+        variant_rows[name] = {
+            "variant_grounding_accuracy": grounding_accuracy(
+                feats.reshape(-1, d), own.reshape(-1, d), distractors.reshape(-1, 4, d)
+            ),
+            "variant_history_auc": hs["auc"],
+            "variant_history_p_value": hs["p_value"],
+            "variant_copy_rate": copy_rate(feats.reshape(-1, d), train_feats, train_labels)["copy_rate"],
+        }
+        logger.info("variants, %s: %s", name, variant_rows[name])
+    walls["sample_and_score_variants"] = time.perf_counter() - t
+
+    # -- docs grids: generated images only --------------------------------------------------------------
     to_uint8 = lambda x: (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)  # noqa: E731
-    grid_rows = [
-        (
-            [to_uint8(generated["personalized"][u * k + j]) for j in range(grid_k)],
-            [to_uint8(generated["unconditional"][u * k + j]) for j in range(grid_k)],
-        )
-        for u in grid_users
-    ]
-    labels = ["prefers: " + ", ".join(genres[g] for g in np.argsort(-ref_pref[u])[:3]) for u in grid_users]
     grid_dir = work if args.dry_run else ROOT / "docs" / "img"
+    shown, g = list(range(min(6, len(users)))), min(k, 4)
+
+    def taste(u: int) -> str:
+        return "history: " + ", ".join(genres[j] for j in np.argsort(-y[cond_hist[u]].sum(0))[:3])
+
     grid = save_grid(
-        grid_rows,
+        [[[to_uint8(generated[name][u * k + j]) for j in range(g)] for name in conditions] for u in shown],
         grid_dir / "thumbnails_ml1m_samples.png",
-        titles=("personalized (held-out users)", "unconditional, same noise"),
-        labels=labels,
+        titles=("personalized", "users shuffled", "unconditional (same noise)"),
+        labels=[taste(u) for u in shown],
+    )
+    # two contrasting users: the pair whose conditioning histories point furthest apart
+    unit = l2_normalize(hist_c)
+    a, b = np.unravel_index(np.argmin(unit @ unit.T), (len(users), len(users)))
+    pers = variant_images["personalized"]
+    variant_grid = save_grid(
+        [[[to_uint8(pers[i][u * v]) for i in range(len(x_items))]] for u in (a, b)],
+        grid_dir / "thumbnails_ml1m_variants.png",
+        titles=(f"{len(x_items)} held-out movies, per user",),
+        labels=[f"user A, {taste(a)}", f"user B, {taste(b)}"],
     )
 
-    p, s, uc = rows["personalized"], rows["shuffled_users"], rows["unconditional"]
+    # -- record ----------------------------------------------------------------------------------------
+    p, s, uc = rows["personalized"], rows["users shuffled"], rows["unconditional"]
     metrics = {
-        "personalization_auc": p["personalization_auc"],
-        "personalization_win_rate": p["personalization_win_rate"],
-        "personalization_p_value": p["personalization_p_value"],
-        "genre_cosine": p["genre_cosine"],
-        "genre_js_divergence": p["genre_js_divergence"],
-        "evaluator_fd": p["evaluator_fd"],
-        "unet_train_step_s_batch32": unet_step_s,
-        "sample_images_per_s": p["images_per_s"],
+        **p,
+        "future_auc_ceiling": future_ceiling,
+        **variant_rows["personalized"],
+        "real_heldout_posters": real_refs,
         "evaluator_heldout_items": ev_metrics,
-        "evaluator_fd_real_heldout_posters": fd_real,
-        "evaluator_fd_vae_reconstructions": fd_recon,
-        "genre_probe": genre_probe,
+        "unet_train_step_s_batch32": timing.get("unet_step_s", float("nan")),
     }
     baselines = {
-        "shuffled_users": s,
+        "users shuffled": {**s, **variant_rows["users shuffled"]},
         "unconditional": uc,
-        **{name: {f"personalization_{m}": v for m, v in sc.items()} for name, sc in ceilings.items()},
     }
+    columns = ["model", "history_auc", "history_p_value", "future_auc", "copy_rate", "kid"]
     table = markdown_table(
-        list(rows.values()),
-        [
-            "variant",
-            "personalization_auc",
-            "personalization_win_rate",
-            "personalization_p_value",
-            "genre_cosine",
-            "genre_js_divergence",
-            "evaluator_fd",
-            "images_per_s",
-        ],
+        [{"model": n, **r} for n, r in rows.items()] + [{"model": "real held-out posters", **real_refs}],
+        columns,
     )
+    vcols = [
+        "model",
+        "variant_grounding_accuracy",
+        "variant_history_auc",
+        "variant_history_p_value",
+        "variant_copy_rate",
+    ]
+    vtable = markdown_table([{"model": n, **r} for n, r in variant_rows.items()], vcols)
     summary = (
-        f"Personalized thumbnails, ML-1M posters (64x64, latent 16x16x4), {len(users)} held-out users x "
-        f"{k} thumbnails, user guidance {args.user_guidance}, "
-        f"{args.sample_steps} {config.sample_scheduler} steps; "
-        f"VAE {args.vae_steps} steps, UNet {args.unet_steps} steps at batch 32 ({unet_step_s:.2f} s/step, "
-        f"{train_threads} threads, shared CPU; sampling {threads} threads).\n\n{table}\n"
-        "`personalization_p_value`: one-sided permutation test, the share of 1,000 random user-to-thumbnail "
-        "pairings that reach the variant's AUC.\n"
-        f"Real-poster ceilings (the user's own earlier posters in place of thumbnails): {k} per user AUC "
-        f"{ceilings[f'own_history_posters_{k}']['auc']:.3f}, all of them AUC "
-        f"{ceilings['own_history_posters_all']['auc']:.3f}.\n"
-        f"Ratios vs shuffled users: AUC {p['personalization_auc'] / s['personalization_auc']:.2f}x, "
-        f"genre cosine {p['genre_cosine'] / s['genre_cosine']:.2f}x; evaluator FD vs unconditional "
-        f"{p['evaluator_fd'] / uc['evaluator_fd']:.2f}x. Evaluator (genre CNN, {args.evaluator_steps} "
-        f"steps on training-split posters) on held-out items: mAP {ev_metrics['mAP']:.3f}, AUC "
-        f"{ev_metrics['AUC']:.3f}, top-1 acc {ev_metrics['top1_accuracy']:.3f}. Evaluator-FD scale: real "
-        f"held-out posters {fd_real:.2f}, VAE "
-        f"reconstructions {fd_recon:.2f}. `evaluator_fd` is a Fréchet distance in the genre CNN's feature "
-        f"space, not Inception FID.\n\n"
-        "Genre probe (held-out posters of each genre with at least 10 of them): the evaluator's mean "
-        "p(genre) as a multiple of its base rate over all held-out posters, on the real posters, their VAE "
-        f"reconstructions, and thumbnails generated from the item's own condition (item guidance "
-        f"{args.item_guidance}).\n\n{markdown_table(genre_probe, list(genre_probe[0]))}\n"
-        f"![thumbnails](img/{grid.name})"
+        f"Personalized thumbnails, ML-1M posters (64x64, latent 16x16x4), {len(users)} held-out users x {k} "
+        f"images; conditioner: {args.history_tokens} history tokens + {args.user_tokens} user-vector "
+        "token(s), "
+        f"item table {'text + poster embeddings' if args.image_encoder else 'text embeddings'}; pairs "
+        f"`{args.pair_target}`, prediction `{args.prediction_type}`; VAE {args.vae_steps} steps, UNet "
+        f"{args.unet_steps} steps at batch 32 ({timing.get('unet_step_s', float('nan')):.2f} s/step, "
+        f"{timing.get('threads', threads)} thread(s)); user guidance {args.user_guidance}, "
+        f"{args.sample_steps} {args.sample_scheduler} steps.\n\n{table}\n"
+        f"p-values: one-sided permutation tests ({PERMUTATIONS} re-pairings). Future AUC ceiling (the users' "
+        f"own earlier posters, {k} each): {future_ceiling:.3f}. KID is in the genre evaluator's features "
+        f"(not Inception); personalized / unconditional KID = {p['kid'] / uc['kid']:.2f}x.\n\n"
+        f"Item variants: {len(x_items)} held-out movies x {len(users)} users x {v}, item guidance "
+        f"{args.item_guidance}, img2img from the movie's poster at strength {args.strength}; grounding "
+        f"chance 0.2.\n\n{vtable}\n"
+        f"Evaluator (genre CNN, {args.evaluator_steps} steps on training-split posters) on held-out posters: "
+        f"mAP {ev_metrics['mAP']:.3f}, AUC {ev_metrics['AUC']:.3f}.\n\n"
+        f"![thumbnails](img/{grid.name})\n\n![variants](img/{variant_grid.name})"
     )
     walls["total"] = time.perf_counter() - t0
+    print(summary)
     if args.dry_run:
-        print(summary)
         return
     record(
         "thumbnails_ml1m",
@@ -376,9 +400,13 @@ def main() -> None:
         baselines,
         walls,
         summary,
-        extra={"config": config.to_dict(), "eval_users": len(users), "images_per_user": k},
+        extra={
+            "config": config.to_dict(),
+            "eval_users": len(users),
+            "images_per_user": k,
+            "args": vars(args),
+        },
     )
-    print(summary)
 
 
 if __name__ == "__main__":

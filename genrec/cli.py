@@ -110,13 +110,39 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 def _cmd_thumbnails(args: argparse.Namespace) -> int:
     import torch
+    from PIL import Image, UnidentifiedImageError
 
     from genrec.diffusion import PersonalizedThumbnailPipeline
+    from genrec.errors import EmptyHistoryError
     from genrec.utils.io import atomic_write
 
+    if not args.history and not args.unconditional:
+        raise EmptyHistoryError(
+            "no history item ids given; pass some, or --unconditional for the unconditional branch"
+        )
+    if args.history and args.unconditional:
+        raise ValueError("--unconditional takes no history item ids")
+    if args.image and not args.item:
+        raise ValueError("--image starts an item's variant from its picture: give the item with --item")
+    start = None
+    if args.image:
+        try:
+            with Image.open(args.image) as img:
+                start = img.convert("RGB")
+        except (OSError, UnidentifiedImageError) as err:
+            raise ValueError(f"{args.image}: cannot decode the image ({err})") from None
     pipe = PersonalizedThumbnailPipeline.from_pretrained(args.pipeline_dir)
-    generator = torch.Generator().manual_seed(args.seed)
-    images = pipe(user_history=args.history, num_images=args.num_images, generator=generator).images
+    images = pipe(
+        user_history=args.history or None,
+        item=args.item,
+        image=start,
+        strength=args.strength if start is not None else 1.0,
+        user_guidance_scale=args.user_guidance,
+        item_guidance_scale=args.item_guidance,
+        num_inference_steps=args.steps,
+        num_images=args.num_images,
+        generator=torch.Generator().manual_seed(args.seed),
+    ).images
     out = Path(args.output_dir)
     for i, image in enumerate(images):
         with atomic_write(out / f"thumbnail_{i}.png", "wb") as fh:
@@ -216,7 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("thumbnails", help="generate personalized thumbnails with a saved pipeline")
     p.add_argument("pipeline_dir")
-    p.add_argument("history", nargs="+", help="item ids, oldest first")
+    p.add_argument("history", nargs="*", help="the user's item ids, oldest first")
+    p.add_argument("--unconditional", action="store_true", help="no user: the unconditional branch")
+    p.add_argument("--item", help="make this item's thumbnail for the user (a personalised variant)")
+    p.add_argument("--image", help="img2img: start from this picture of --item (PNG/JPEG)")
+    p.add_argument("--strength", type=float, default=0.7, help="img2img: 1 ignores the picture")
+    p.add_argument("--user-guidance", type=float, default=3.0)
+    p.add_argument("--item-guidance", type=float, default=2.0)
+    p.add_argument("--steps", type=int, default=25, help="denoising steps")
     p.add_argument("--output-dir", default="thumbnails")
     p.add_argument("--num-images", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)

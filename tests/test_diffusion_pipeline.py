@@ -11,7 +11,7 @@ from diffusers import DPMSolverMultistepScheduler
 from PIL import Image
 
 from genrec.diffusion import PersonalizedThumbnailPipeline, ThumbnailConditioner, build_unet, build_vae
-from genrec.errors import CheckpointMismatchError, UnknownItemError
+from genrec.errors import CheckpointMismatchError, EmptyHistoryError, UnknownItemError
 from genrec.users import MeanItemEncoder
 
 IDS = ["a", "b", "c", "d", "e"]
@@ -24,7 +24,11 @@ DIM = 6
 
 
 def make_pipeline(
-    latent: bool = True, user_encoder: str = "mean", cross: int = 16
+    latent: bool = True,
+    user_encoder: str = "mean",
+    cross: int = 16,
+    num_user_tokens: int = 2,
+    history_tokens: int = 0,
 ) -> PersonalizedThumbnailPipeline:
     torch.manual_seed(0)
     emb = np.random.default_rng(0).normal(size=(len(IDS), DIM)).astype(np.float32)
@@ -33,6 +37,8 @@ def make_pipeline(
         cross_attention_dim=cross,
         item_dim=DIM,
         hidden_dim=16,
+        num_user_tokens=num_user_tokens,
+        history_tokens=history_tokens,
         user_encoder=user_encoder,
         num_items=len(IDS),
         table_dim=DIM,
@@ -92,7 +98,7 @@ def test_fixed_generator_is_deterministic(pipe):
 def test_history_encoding_matches_mean_item_encoder(pipe):
     table = pipe.conditioner.item_embeddings.numpy()
     expected = MeanItemEncoder(table).encode([np.array([0, 2])])
-    torch.testing.assert_close(pipe.encode_user(["a", "c"]), expected)
+    torch.testing.assert_close(pipe.encode_user(["a", "c"]).vector, expected)
 
 
 def test_guidance_scales_zero_drop_the_condition(pipe):
@@ -241,3 +247,103 @@ def test_global_condition_reaches_every_block(global_condition):
         b = predict_noise(unet, x, t, torch.randn(2, 3, 16))
     assert a.shape == x.shape
     assert (not torch.allclose(a, b)) == global_condition
+
+
+# -- the user as a set of history items ---------------------------------------------------------------
+
+
+@pytest.fixture
+def set_pipe() -> PersonalizedThumbnailPipeline:
+    p = make_pipeline(num_user_tokens=0, history_tokens=3)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_history_index_is_most_recent_first_and_padded(set_pipe):
+    index = set_pipe.conditioner.history_index([np.array([0, 1, 2, 3]), np.array([4])])
+    assert index.tolist() == [[3, 2, 1], [4, -1, -1]]
+    cond = set_pipe.encode_user([["a", "b", "c", "d"], ["e"]])
+    assert cond.vector is None and cond.history.tolist() == [[3, 2, 1], [4, -1, -1]]
+
+
+def test_history_tokens_follow_the_items(set_pipe):
+    cond = set_pipe.conditioner
+    tokens = cond(None, None, history=torch.tensor([[0, 1, -1], [0, 1, -1], [2, 1, -1], [-1, -1, -1]]))
+    assert tokens.shape == (4, cond.num_tokens, 16)
+    torch.testing.assert_close(tokens[0], tokens[1])  # same history, same tokens
+    assert not torch.allclose(tokens[0, 0], tokens[2, 0])  # a different item in slot 0
+    torch.testing.assert_close(tokens[0, 1:], tokens[2, 1:])  # the other slots are untouched
+    # empty slots and dropped users read the null tokens
+    torch.testing.assert_close(tokens[3], cond(None, None, batch_size=1)[0])
+    dropped = cond(None, None, history=torch.tensor([[0, 1, 2]]), drop_user=torch.tensor([True]))
+    torch.testing.assert_close(dropped, cond(None, None, batch_size=1))
+
+
+def test_set_pipeline_samples_per_history_and_round_trips(set_pipe, tmp_path):
+    a = run(set_pipe, user_history=["a", "b"], output_type="np")
+    assert not np.allclose(a, run(set_pipe, user_history=["c", "d"], output_type="np"))
+    set_pipe.save_pretrained(tmp_path / "p")
+    loaded = PersonalizedThumbnailPipeline.from_pretrained(tmp_path / "p")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(run(loaded, user_history=["a", "b"], output_type="np"), a, atol=1e-6)
+    with pytest.raises(ValueError, match="pass user_history="):
+        run(set_pipe, user_embedding=torch.randn(1, DIM))
+
+
+def test_set_conditioner_needs_a_user_token():
+    with pytest.raises(ValueError, match="num_user_tokens > 0 or history_tokens > 0"):
+        make_pipeline(num_user_tokens=0, history_tokens=0)
+
+
+# -- img2img: personalised variants that start from the item's own image ---------------------------
+
+
+@pytest.mark.parametrize("latent", [True, False])
+def test_img2img_strength_sets_how_far_from_the_image(latent):
+    """In the UNet's space, the result moves away from the encoded image as strength grows."""
+    p = make_pipeline(latent=latent)
+    p.set_progress_bar_config(disable=True)
+    image = np.random.default_rng(1).uniform(0.2, 0.8, size=(1, 8, 8, 3)).astype(np.float32)
+    start = p.encode_image(image)
+    kw = dict(user_history=["a"], num_inference_steps=20, output_type="latent")
+    dist = [(run(p, image=image, strength=s, **kw) - start).abs().mean().item() for s in (0.05, 0.3, 1.0)]
+    assert dist[0] < 0.2 and dist[0] < dist[1] < dist[2]
+    # broadcast: one image for two users, and two images per user
+    both = run(p, user_history=[["a"], ["d", "e"]], image=image, strength=0.5, num_images=2, output_type="np")
+    assert both.shape == (4, 8, 8, 3)
+
+
+def test_img2img_rejects_bad_strength(pipe):
+    with pytest.raises(ValueError, match="strength must be in"):
+        run(pipe, user_history=["a"], image=np.zeros((1, 8, 8, 3), np.float32), strength=0.0)
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+
+
+def test_cli_user_thumbnails_item_variants_and_bad_input(pipe, tmp_path):
+    from genrec.cli import main
+
+    pipe.save_pretrained(tmp_path / "p")
+    poster = tmp_path / "c.png"
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(poster)
+    common = ["--steps", "2", "--num-images", "2"]
+    out = tmp_path / "variants"
+    args = ["thumbnails", str(tmp_path / "p"), "a", "b", "--item", "c", "--image", str(poster)]
+    assert main([*args, "--strength", "0.5", *common, "--output-dir", str(out)]) == 0
+    assert sorted(f.name for f in out.iterdir()) == ["thumbnail_0.png", "thumbnail_1.png"]
+    assert Image.open(out / "thumbnail_0.png").size == (8, 8)
+    assert (
+        main(["thumbnails", str(tmp_path / "p"), "--unconditional", *common, "--output-dir", str(out)]) == 0
+    )
+
+    with pytest.raises(EmptyHistoryError, match="--unconditional"):
+        main(["thumbnails", str(tmp_path / "p"), *common])
+    with pytest.raises(UnknownItemError, match="zzz"):
+        main(["thumbnails", str(tmp_path / "p"), "a", "zzz", *common])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.jpg: cannot decode"):
+        main(["thumbnails", str(tmp_path / "p"), "a", "--item", "c", "--image", str(broken), *common])
+    with pytest.raises(ValueError, match="give the item with --item"):
+        main(["thumbnails", str(tmp_path / "p"), "a", "--image", str(poster), *common])

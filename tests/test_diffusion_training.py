@@ -144,6 +144,30 @@ def test_resume_with_other_condition_size_fails(toy, tmp_path):
         other.train(resume=True)
 
 
+def test_history_set_conditioning_trains_and_resumes_exactly(toy, tmp_path):
+    """The user as a set of history tokens (no mean vector): trained, resumed to the same weights."""
+    emb = embeddings(toy)
+    config = dict(latent=False, num_user_tokens=0, history_tokens=3, pair_target="history")
+    fresh = ThumbnailTrainer(tiny_config(tmp_path / "a", **config), toy, emb, progress=False)
+    initial = fresh.build_models()[1].state_dict()
+    pipe = ThumbnailTrainer(tiny_config(tmp_path / "a", **config), toy, emb, progress=False).train()
+    ThumbnailTrainer(tiny_config(tmp_path / "b", train_steps=2, **config), toy, emb, progress=False).train()
+    ThumbnailTrainer(tiny_config(tmp_path / "b", **config), toy, emb, progress=False).train(resume=True)
+    path = "checkpoint-000004/conditioner/diffusion_pytorch_model.safetensors"
+    a, b = load_file(tmp_path / "a" / path), load_file(tmp_path / "b" / path)
+    assert "history_proj.0.weight" in a and not any(k.startswith("user_proj") for k in a)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=f"conditioner.{name} differs after resume")
+    assert not torch.equal(a["history_proj.0.weight"], initial["history_proj.0.weight"])
+    ids = [toy.catalog[i].id for i in (0, 3, 5)]
+    assert pipe(user_history=ids, num_inference_steps=2, output_type="np").images.shape[0] == 1
+    other = ThumbnailTrainer(
+        tiny_config(tmp_path / "b", train_steps=6, **{**config, "history_tokens": 5}), toy, emb
+    )
+    with pytest.raises(CheckpointMismatchError, match="history_tokens"):
+        other.train(resume=True)
+
+
 def test_config_rejects_unknown_fields():
     with pytest.raises(ValueError, match="train_stepz"):
         ThumbnailTrainingConfig.from_dict({"train_stepz": 3})

@@ -66,11 +66,12 @@ def test_base_explainer_is_the_model_without_its_adapter(setup):
     ds, rec, path = setup
     history, item = [0, 3, 5], 7
     tuned = rec.explain([history], [item], SHORT)
-    base = rec.explain([history], [item], SHORT, explainer="base")
+    free = ExplanationConfig(max_new_tokens=6, grounded=False)  # generate_texts alone does not ground
+    base = rec.explain([history], [item], free, explainer="base")
     assert tuned != base
     plain = AutoModelForCausalLM.from_pretrained(path).eval()  # the base weights, never wrapped in LoRA
-    prompt = rec.explanation_prompt(history, item, SHORT)
-    assert generate_texts(plain, AutoTokenizer.from_pretrained(path), [prompt], SHORT) == base
+    prompt = rec.explanation_prompt(history, item, free)
+    assert generate_texts(plain, AutoTokenizer.from_pretrained(path), [prompt], free) == base
     assert rec.explain([history], [item], SHORT) == tuned  # the adapter is back on afterwards
     with pytest.raises(ValueError, match="explainer must be"):
         rec.generate(history, num_items=2, explain=True, explainer="teacher")
@@ -149,3 +150,17 @@ def test_teacher_keeps_faithful_explanations_and_caches_them(setup, tmp_path, mo
     again = teacher_explanations(rec, ds, max_count=12, cache_path=cache)
     assert [(e.item, e.explanation) for e in again] == [(e.item, e.explanation) for e in kept]
     assert all(np.array_equal(a.history, b.history) for a, b in zip(again, kept))
+
+
+def test_grounded_explanations_name_nothing_outside_item_and_history(setup):
+    from genrec.data.attributes import AttributeVocabulary
+    from genrec.eval.explain import check_explanations
+
+    ds, rec, _ = setup
+    histories, items = [[0, 3, 5], [1], [7, 8]], [2, 4, 9]
+    config = ExplanationConfig(max_new_tokens=24, grounded=True)
+    texts = rec.explain(histories, items, config)
+    assert texts == rec.explain(histories, items, config)  # deterministic, the trie cached
+    assert len(rec._phrase_trie()) > 1
+    vocab = AttributeVocabulary.from_catalog(ds.catalog)
+    assert not any(c.hallucinated for c in check_explanations(texts, histories, items, ds.catalog, vocab))

@@ -1,19 +1,21 @@
 """The attributes an explanation may name about an item: title, brand, categories and a price band.
 
-Both the template verbalizer (training targets) and the faithfulness checker (evaluation) read items through
-:class:`ItemAttributes`, so what one writes is exactly what the other accepts.
+The template verbalizer (training targets), grounded decoding and the faithfulness checker (evaluation) all
+read items through :class:`ItemAttributes` and :class:`AttributeVocabulary`, so what one writes is exactly
+what the others accept.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TypeGuard
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeGuard
 
 import numpy as np
 
 from genrec.data.dataset import Catalog, Item
+from genrec.data.text import STOPWORDS, PhraseMatcher, normalize_phrase
 
 PRICE_BAND_NAMES = ("budget", "mid-range", "premium")
 # Titles shorter than this are not matched as item names (a one-word title reads as an ordinary word), so
@@ -88,3 +90,101 @@ class ItemAttributes:
         categories = tuple(c.strip() for c in item.categories if isinstance(c, str) and c.strip())
         band = price_bands.band(item.fields.get("price")) if price_bands else None
         return cls(item.id, item.title.strip(), brand, categories, band)
+
+
+AttributeKind = Literal["brand", "category", "item", "price"]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One thing an explanation can name. ``value`` is the normalized phrase, or the item id for items."""
+
+    kind: AttributeKind
+    value: str
+
+
+@dataclass
+class AttributeVocabulary:
+    """Every phrase that names a brand, category, item title or price band of the catalog.
+
+    Matching is case-insensitive over whole words (:class:`~genrec.data.text.PhraseMatcher`): a mention must
+    spell the whole brand, category or title ("L'Oreal" alone does not name "L'Oreal Paris"). Phrases made
+    only of stopwords are left out. Common words that are also category names ("face", "sun") are matched
+    as categories, which makes the checker strict rather than lenient.
+    """
+
+    phrases: Mapping[str, frozenset[Attribute]]
+    price_bands: PriceBands | None = None
+    # how the catalog spells each phrase ("L'Oreal Paris" for "l oreal paris"): what a model writes
+    surfaces: Mapping[str, frozenset[Attribute]] = field(default_factory=dict)
+    _matcher: PhraseMatcher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._matcher = PhraseMatcher(self.phrases)
+
+    @classmethod
+    def from_catalog(
+        cls, catalog: Catalog, price_bands: PriceBands | None = None, min_title_words: int = MIN_TITLE_WORDS
+    ) -> AttributeVocabulary:
+        """Brands, categories and titles of ``catalog``; titles shorter than ``min_title_words`` words are
+        skipped (a one-word title reads as an ordinary word). ``price_bands`` defaults to the catalog's
+        terciles (:func:`~genrec.data.attributes.price_bands_of`); a catalog without prices has none."""
+        bands = price_bands or price_bands_of(catalog)
+        phrases: dict[str, set[Attribute]] = {}
+        surfaces: dict[str, set[Attribute]] = {}
+
+        def add(surface: str, attribute: Attribute) -> None:
+            phrase = normalize_phrase(surface)
+            if phrase and not set(phrase.split()) <= STOPWORDS:
+                phrases.setdefault(phrase, set()).add(attribute)
+                if attribute.kind != "item":  # titles: see title_surfaces
+                    surfaces.setdefault(surface, set()).add(attribute)
+
+        for item in catalog:
+            attrs = ItemAttributes.of(item)
+            if attrs.brand:
+                add(attrs.brand, Attribute("brand", normalize_phrase(attrs.brand)))
+            for category in attrs.categories:
+                add(category, Attribute("category", normalize_phrase(category)))
+            if len(normalize_phrase(attrs.title).split()) >= min_title_words:
+                add(attrs.title, Attribute("item", item.id))
+        if bands is not None:
+            for name in PRICE_BAND_NAMES:
+                add(name, Attribute("price", normalize_phrase(name)))
+        freeze = lambda d: {k: frozenset(v) for k, v in d.items()}  # noqa: E731
+        return cls(freeze(phrases), bands, freeze(surfaces))
+
+    def attributes_of(self, item: Item) -> frozenset[Attribute]:
+        """The attributes ``item`` really has (its id, brand, categories, price band)."""
+        attrs = ItemAttributes.of(item, self.price_bands)
+        out = {Attribute("item", item.id)}
+        if attrs.brand:
+            out.add(Attribute("brand", normalize_phrase(attrs.brand)))
+        out.update(Attribute("category", normalize_phrase(c)) for c in attrs.categories)
+        if attrs.price_band:
+            out.add(Attribute("price", normalize_phrase(attrs.price_band)))
+        return frozenset(out)
+
+    def title_surfaces(self, items: Iterable[Item]) -> dict[str, frozenset[Attribute]]:
+        """The titles of ``items`` that name them (long enough to be matched), as spelled in the catalog."""
+        return {
+            item.title.strip(): frozenset({Attribute("item", item.id)})
+            for item in items
+            if normalize_phrase(item.title) in self.phrases
+        }
+
+    def attributes_of_all(self, items: Iterable[Item]) -> frozenset[Attribute]:
+        """The attributes any of ``items`` has (a history's)."""
+        return frozenset().union(*(self.attributes_of(item) for item in items))
+
+    def feature_phrases(self, kinds: Collection[str] = ("brand", "category")) -> list[str]:
+        """Phrases naming an attribute of ``kinds``: the feature vocabulary for FMR/FCR/DIV on a catalog."""
+        return sorted(p for p, attrs in self.phrases.items() if any(a.kind in kinds for a in attrs))
+
+    def item_features(self, item: Item, kinds: Collection[str] = ("brand", "category")) -> set[str]:
+        """The item's own phrases of ``kinds``: its ground-truth features for FMR."""
+        return {a.value for a in self.attributes_of(item) if a.kind in kinds and a.value in self.phrases}
+
+    def find(self, text: str) -> list[tuple[str, frozenset[Attribute]]]:
+        """Each vocabulary phrase named in ``text`` (text order) with the attributes it can refer to."""
+        return [(phrase, self.phrases[phrase]) for phrase in self._matcher.find(text)]

@@ -1,8 +1,9 @@
 """Personalized thumbnails: diffusion conditioned on a user (and optionally an item).
 
 ``models`` builds the small VAE/UNet, ``conditioning`` the condition tokens, ``pipeline`` the
-diffusers pipeline, ``trainer`` the two-stage training, ``evaluator`` the poster-feature metrics and
-``sd_bridge`` soft-prompt personalization of a local Stable Diffusion checkpoint.
+diffusers pipeline, ``trainer`` the two-stage training, ``evaluator`` the poster-feature metrics,
+``recipe`` the YAML recipes, and ``sd_bridge`` (+ ``sd_recipe``) soft-prompt personalization of a local
+Stable Diffusion checkpoint.
 """
 
 from genrec.diffusion.conditioning import ThumbnailConditioner

@@ -1,6 +1,14 @@
-"""Condition tokens for the thumbnail UNet: a projected user vector and an optional item vector.
+"""Condition tokens for the thumbnail UNet: the user (a vector, and/or a set of history items) and an item.
 
-The UNet's cross-attention reads ``num_user_tokens + num_item_tokens`` tokens. A dropped condition
+The UNet's cross-attention reads ``num_user_tokens + history_tokens + num_item_tokens`` tokens:
+
+- ``num_user_tokens`` project one user vector (the history mean, or an external encoder's vector);
+- ``history_tokens`` read the user as a set, IP-Adapter style: one token per recent history item
+  (most recent first), projected from the stored item table, so attention can pick the items that
+  matter for an image instead of seeing only their mean. Empty slots of short histories are null tokens;
+- ``num_item_tokens`` project the item vector (personalised variants of a given item).
+
+A dropped condition
 (classifier-free guidance, or simply no user/item given) is replaced by learned null tokens, so one
 network serves the unconditional, user-only and user+item branches that guidance composes.
 
@@ -47,6 +55,7 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
         item_dim: int = 0,
         num_user_tokens: int = 2,
         num_item_tokens: int = 1,
+        history_tokens: int = 0,
         hidden_dim: int = 256,
         user_encoder: str = "mean",
         history_max_len: int = 50,
@@ -60,16 +69,24 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
             raise ValueError(f"user_encoder must be one of {USER_ENCODERS}, got {user_encoder!r}")
         if catalog_ids is not None and len(catalog_ids) != num_items:
             raise ValueError(f"{len(catalog_ids)} catalog ids for num_items={num_items}")
-        self.user_proj = _projection(user_dim, hidden_dim, num_user_tokens, cross_attention_dim)
-        self.null_user = nn.Parameter(torch.randn(num_user_tokens, cross_attention_dim) * 0.02)
-        n_tokens = num_user_tokens
+        if num_user_tokens + history_tokens == 0:
+            raise ValueError("the user needs num_user_tokens > 0 or history_tokens > 0")
+        if history_tokens > 0 and table_dim == 0:
+            raise ValueError("history_tokens read the stored item table: give num_items and table_dim")
+        n_tokens = num_user_tokens + history_tokens
+        if num_user_tokens > 0:
+            self.user_proj = _projection(user_dim, hidden_dim, num_user_tokens, cross_attention_dim)
+            self.null_user = nn.Parameter(torch.randn(num_user_tokens, cross_attention_dim) * 0.02)
+        if history_tokens > 0:
+            self.history_proj = _projection(table_dim, hidden_dim, 1, cross_attention_dim)
+            self.null_history = nn.Parameter(torch.randn(history_tokens, cross_attention_dim) * 0.02)
         if item_dim > 0:
             self.item_proj = _projection(item_dim, hidden_dim, num_item_tokens, cross_attention_dim)
             self.null_item = nn.Parameter(torch.randn(num_item_tokens, cross_attention_dim) * 0.02)
             n_tokens += num_item_tokens
         self.slot_embedding = nn.Parameter(torch.randn(n_tokens, cross_attention_dim) * 0.02)
         self.norm = nn.LayerNorm(cross_attention_dim)
-        if user_encoder == "mean" and table_dim != user_dim:
+        if user_encoder == "mean" and num_user_tokens > 0 and table_dim != user_dim:
             raise ValueError(
                 f"user_encoder='mean' needs table_dim == user_dim, got {table_dim} != {user_dim}"
             )
@@ -83,6 +100,14 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
     @property
     def uses_item(self) -> bool:
         return self.config.item_dim > 0
+
+    @property
+    def uses_user_vector(self) -> bool:
+        return self.config.num_user_tokens > 0
+
+    @property
+    def uses_history(self) -> bool:
+        return self.config.history_tokens > 0
 
     # -- lookups ---------------------------------------------------------------------------------
     def set_item_embeddings(self, table: np.ndarray | torch.Tensor) -> None:
@@ -104,18 +129,25 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
         except KeyError as err:
             raise UnknownItemError(err.args[0], "not in the catalog this pipeline was trained on") from None
 
-    def mean_user_embedding(self, histories: Sequence[Sequence[str]]) -> torch.Tensor:
-        """User vectors from histories of item ids, as :class:`genrec.users.MeanItemEncoder` does."""
+    def mean_user_embedding(self, histories: Sequence[torch.Tensor]) -> torch.Tensor:
+        """User vectors from histories of item indices, as :class:`genrec.users.MeanItemEncoder` does."""
         if self.config.user_encoder != "mean":
             raise ValueError(
                 "this conditioner was trained on an external user encoder; pass user_embedding= "
-                "(or user_encoder=) instead of user_history="
+                "(or user_encoder=) beside user_history="
             )
-        vecs = []
-        for history in histories:
-            idx = self.indices_of(list(history)[-self.config.history_max_len :])
-            vecs.append(self.item_embeddings[idx.to(self.item_embeddings.device)].mean(0))
+        device = self.item_embeddings.device
+        vecs = [self.item_embeddings[h[-self.config.history_max_len :].to(device)].mean(0) for h in histories]
         return nn.functional.normalize(torch.stack(vecs), dim=-1)
+
+    def history_index(self, histories: Sequence[Sequence[int] | np.ndarray | torch.Tensor]) -> torch.Tensor:
+        """``(B, history_tokens)`` item indices for the set tokens, most recent first, -1 where empty."""
+        k = self.config.history_tokens
+        out = torch.full((len(histories), k), -1, dtype=torch.long)
+        for row, history in enumerate(histories):
+            recent = torch.as_tensor(np.asarray(history, dtype=np.int64)[-k:]).flip(0)
+            out[row, : len(recent)] = recent
+        return out
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(
@@ -125,11 +157,19 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
         drop_user: torch.Tensor | None = None,
         drop_item: torch.Tensor | None = None,
         batch_size: int | None = None,
+        history: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(B, num_tokens, cross_attention_dim)``; ``drop_*`` are boolean masks (True = use null tokens)."""
+        """``(B, num_tokens, cross_attention_dim)``. ``history``: :meth:`history_index` rows; ``drop_*`` are
+        boolean masks (True = null tokens; ``drop_user`` drops the user vector and the history set)."""
         cfg = self.config
-        b = batch_size or next(t.shape[0] for t in (user, item) if t is not None)
-        parts = [self._tokens("user", user, cfg.user_dim, self.user_proj, self.null_user, drop_user, b)]
+        b = batch_size or next(t.shape[0] for t in (user, item, history) if t is not None)
+        parts = []
+        if self.uses_user_vector:
+            parts.append(
+                self._tokens("user", user, cfg.user_dim, self.user_proj, self.null_user, drop_user, b)
+            )
+        if self.uses_history:
+            parts.append(self._history_tokens(history, drop_user, b))
         if self.uses_item:
             parts.append(
                 self._tokens("item", item, cfg.item_dim, self.item_proj, self.null_item, drop_item, b)
@@ -156,6 +196,22 @@ class ThumbnailConditioner(ModelMixin, ConfigMixin):
             )
         tokens = proj(x.to(self.dtype)).view(b, null.shape[1], -1)
         return tokens if drop is None else torch.where(drop.view(b, 1, 1), null, tokens)
+
+    def _history_tokens(
+        self, history: torch.Tensor | None, drop: torch.Tensor | None, b: int
+    ) -> torch.Tensor:
+        """One token per history slot: the projected item embedding, or the slot's null token if empty."""
+        null = self.null_history.unsqueeze(0).expand(b, -1, -1)
+        if history is None:
+            return null
+        if history.shape[1] != self.config.history_tokens:
+            raise ValueError(f"history has {history.shape[1]} slots, expected {self.config.history_tokens}")
+        history = history.to(self.item_embeddings.device)
+        empty = history < 0
+        if drop is not None:
+            empty = empty | drop.view(b, 1)
+        tokens = self.history_proj(self.item_embeddings[history.clamp(min=0)].to(self.dtype))
+        return torch.where(empty.unsqueeze(-1), null, tokens)
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod

@@ -2,19 +2,21 @@
 
 No Inception network is available offline, so the evaluator is a small CNN trained to predict an
 item's genres (multi-label) from its image, on training-split images only. Its penultimate features
-define the space for three metrics:
+define the space for the metrics:
 
 * personalization AUC / win rate: a user's generated thumbnails should be closer to that user's
   held-out history images than other users' thumbnails are;
 * genre alignment: the genre distribution the evaluator predicts on a user's thumbnails vs the
   genre distribution of the user's held-out history;
 * evaluator Fréchet distance (``evaluator_fd``): Fréchet distance between feature Gaussians of
-  generated and real images. Same formula as FID, different network: not comparable to FID.
+  generated and real images. Same formula as FID, different network: not comparable to FID;
+  :func:`kernel_distance` is KID's formula in the same features;
+* copy rate (memorisation guard) and item grounding accuracy (is a variant still its item?).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -148,10 +150,12 @@ def multilabel_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float
     }
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def _cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
+    return _unit(a) @ _unit(b).T
 
 
 def personalization_scores(generated: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -162,6 +166,14 @@ def personalization_scores(generated: np.ndarray, reference: np.ndarray) -> dict
     offset). ``auc``: for every reference u and every other user v, P(sim(gen_u, ref_u) >
     sim(gen_v, ref_u)), ties half. ``win_rate``: over unordered pairs {u, v}, how often the true
     matching scores higher than the swapped one. Both are 0.5 for thumbnails that ignore the user.
+
+    The reference decides the question: centroids of the history the thumbnails were conditioned on
+    give the *history* AUC (does the generator use its input?), centroids of the user's later posters
+    the *future* AUC (does it predict taste beyond its input?). ``auc`` ranks images per reference; to
+    rank references per image ("is u's image closer to u's history than to other users' histories?")
+    swap the arguments, ``personalization_scores(reference, generated)``: that transposes the
+    similarity matrix, leaves ``win_rate`` unchanged, and works the same in
+    :func:`personalization_p_value`.
     """
     s = _similarity(generated, reference)
     iu, ju = np.triu_indices(len(s), 1)
@@ -230,3 +242,123 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     eig = np.linalg.eigvalsh(sqrt_a @ cov_b @ sqrt_a)
     tr_sqrt = np.sqrt(np.clip(eig, 0, None)).sum()
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * tr_sqrt)
+
+
+def kernel_distance(
+    a: np.ndarray, b: np.ndarray, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """Kernel distance (KID's formula, Binkowski et al. 2018) between two feature sets.
+
+    Unbiased MMD^2 with the cubic polynomial kernel ``k(x, y) = (x.y / d + 1)^3``, averaged over
+    ``num_subsets`` random subsets of ``min(subset_size, len(a), len(b))`` rows of each set. Unlike
+    the Fréchet distance it is unbiased (no drift with sample size) and assumes no Gaussian, so it is
+    the one to trust on a few hundred images. It runs in whatever features it is given; here, the
+    genre evaluator's, not Inception's, so values are not comparable to published KID.
+    Returns ``{"kid": mean, "kid_std": std over subsets}``; the mean can be slightly negative.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError("kernel distance needs at least two samples in each set")
+    d = a.shape[1]
+    rng = np.random.default_rng(seed)
+    mmd = np.empty(num_subsets)
+    for i in range(num_subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        k_xx, k_yy, k_xy = ((p @ q.T / d + 1) ** 3 for p, q in ((x, x), (y, y), (x, y)))
+        within = k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)  # i != j only: unbiased
+        mmd[i] = within / (m * (m - 1)) - 2 * k_xy.mean()
+    return {"kid": float(mmd.mean()), "kid_std": float(mmd.std())}
+
+
+def _nearest_cosine_distance(
+    x: np.ndarray, y: np.ndarray, allowed: Callable[[slice, np.ndarray], np.ndarray] | None = None
+) -> np.ndarray:
+    """For each row of ``x``, the cosine distance to its nearest row of ``y``, among those where
+    ``allowed(rows, dist)`` is true when given; chunked so memory stays O(512 * len(y))."""
+    out = np.empty(len(x))
+    for start in range(0, len(x), 512):
+        rows = slice(start, start + 512)
+        dist = 1.0 - _cosine_matrix(x[rows], y)
+        if allowed is not None:
+            dist = np.where(allowed(rows, dist), dist, np.inf)
+        out[rows] = dist.min(1, initial=np.inf)
+    return out
+
+
+def copy_rate(
+    generated: np.ndarray,
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    quantile: float = 0.05,
+    max_anchors: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Copy guard: the share of generated images closer to a real image than real images are to each
+    other, so a generator that memorises its training posters cannot pass for a good one.
+
+    ``threshold``: the ``quantile`` of the cosine distance from a real image to its nearest *distinct*
+    real image of the same genre (sharing a label; duplicates at distance ~0 are not distinct), over
+    at most ``max_anchors`` seeded real images. A generated image is a copy when its nearest real
+    image (any genre) is closer than that. Nearest neighbours, not random same-genre pairs, because a
+    fresh image from the real distribution lies nearer to its nearest real image than a typical pair
+    does, so a pair-median threshold flags every good sample. A sample as novel as a real image is
+    flagged with probability about ``quantile`` (a bit more: it sees all genres); held-out real
+    images give the baseline.
+
+    ``real_labels``: multi-hot ``(N, G)`` or integer ``(N,)`` genre labels of ``real``.
+    """
+    gen, real = np.asarray(generated, dtype=np.float64), np.asarray(real, dtype=np.float64)
+    labels = np.asarray(real_labels)
+    if labels.ndim == 1:  # integer labels -> one-hot
+        labels = labels[:, None] == np.unique(labels)[None]
+    labels = labels.astype(np.float32)
+    anchors = np.random.default_rng(seed).permutation(len(real))[:max_anchors]
+
+    def same_genre_distinct(rows: slice, dist: np.ndarray) -> np.ndarray:
+        return (labels[anchors[rows]] @ labels.T > 0) & (dist > 1e-9)  # also drops the anchor itself
+
+    nearest_real = _nearest_cosine_distance(real[anchors], real, same_genre_distinct)
+    nearest_real = nearest_real[np.isfinite(nearest_real)]
+    if len(nearest_real) == 0:
+        raise ValueError("no real image has a distinct same-genre neighbour")
+    threshold = float(np.quantile(nearest_real, quantile))
+    rate = float((_nearest_cosine_distance(gen, real) < threshold).mean())
+    return {"copy_rate": rate, "threshold": threshold}
+
+
+def grounding_accuracy(variants: np.ndarray, own: np.ndarray, distractors: np.ndarray) -> float:
+    """Item grounding as DiFashion measures it: is a generated variant of item X still recognisably X?
+
+    ``variants`` ``(N, D)``: features of generated variants; ``own`` ``(N, D)``: features of each
+    variant's item's real image; ``distractors`` ``(N, K, D)``: K other items' real images (see
+    :func:`draw_distractors`). A hit is the own image being the variant's nearest (cosine) of the
+    K + 1; ties share the hit (1 / number tied). Chance is 1 / (K + 1).
+    """
+    v, own, dis = (_unit(np.asarray(x, dtype=np.float64)) for x in (variants, own, distractors))
+    s = np.einsum("nd,nkd->nk", v, np.concatenate([own[:, None], dis], 1))  # column 0: own image
+    tie = np.abs(s - s[:, :1]) <= 1e-12  # equal images may differ in the last bits
+    hit = ((s[:, 1:] < s[:, :1]) | tie[:, 1:]).all(1) / tie.sum(1)
+    return float(hit.mean())
+
+
+def draw_distractors(item_rows: np.ndarray, pool: np.ndarray, k: int = 4, seed: int = 0) -> np.ndarray:
+    """``(N, k)`` distinct entries of ``pool`` (item ids or feature rows) per entry of ``item_rows``,
+    never the entry itself, drawn with a seeded rng so grounding numbers are reproducible."""
+    items, pool = np.asarray(item_rows), np.unique(pool)
+    pos = np.searchsorted(pool, items)
+    inside = pool[np.minimum(pos, len(pool) - 1)] == items
+    size = len(pool) - inside  # candidates per row
+    if (size < k).any():
+        raise ValueError(f"pool too small to draw {k} distractors other than the item")
+    rng = np.random.default_rng(seed)
+    draws = np.floor(rng.random((len(items), k)) * size[:, None]).astype(np.int64)
+    while True:  # redraw rows with a repeated distractor
+        srt = np.sort(draws, 1)
+        bad = (srt[:, 1:] == srt[:, :-1]).any(1)
+        if not bad.any():
+            break
+        draws[bad] = np.floor(rng.random((bad.sum(), k)) * size[bad, None]).astype(np.int64)
+    draws += inside[:, None] & (draws >= pos[:, None])  # skip over the item's own slot
+    return pool[draws]

@@ -42,18 +42,29 @@ class ThumbnailRecipe:
             raise ValueError(
                 f"{path}: unknown recipe section(s) {', '.join(unknown)}; expected {', '.join(_SECTIONS)}"
             )
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            section, dot, name = key.partition(".")
-            if not sep or not dot or section not in _SECTIONS:
-                raise ValueError(f"override {item!r} must look like <section>.<field>=<value>")
-            raw.setdefault(section, {})[name] = yaml.safe_load(value)
+        apply_overrides(raw, overrides or [], _SECTIONS)
         return cls(
             data=raw.get("data") or {"name": "synthetic"},
             item_text=raw.get("item_text") or {},
             user_encoder=raw.get("user_encoder") or {"type": "mean"},
             training=ThumbnailTrainingConfig.from_dict(raw.get("training") or {}),
         )
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str], sections: tuple[str, ...], scalars: tuple[str, ...] = ()
+) -> None:
+    """Apply ``<section>.<field>=<value>`` (or ``<scalar>=<value>``) overrides, values parsed as YAML."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if sep and not dot and section in scalars:
+            raw[section] = yaml.safe_load(value)
+        elif sep and dot and section in sections:
+            raw[section] = {**(raw.get(section) or {}), name: yaml.safe_load(value)}
+        else:
+            forms = " or ".join([f"{s}=<value>" for s in scalars] + ["<section>.<field>=<value>"])
+            raise ValueError(f"override {item!r} must look like {forms}")
 
 
 def load_recipe_dataset(spec: dict[str, Any]) -> SequenceDataset:

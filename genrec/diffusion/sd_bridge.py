@@ -5,21 +5,34 @@ tokens in the text encoder's output space and appended to the prompt's hidden st
 UNet's cross-attention reads "prompt + this user". Only the projector trains (standard SD
 noise-prediction loss); the negative branch of classifier-free guidance gets learned null tokens,
 so guidance pushes towards the user as well as the prompt.
+
+:func:`train_soft_prompt` trains the projector with :class:`SoftPromptTrainingConfig` (``accelerate`` for the
+device and mixed precision, one resumable checkpoint folder); ``recipes/train_sd_thumbnails.py`` runs it on
+an SD 1.5-class checkpoint and ``docs/thumbnails.md`` says what a user supplies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from diffusers import ConfigMixin, ModelMixin, StableDiffusionPipeline
 from diffusers.configuration_utils import register_to_config
+from safetensors.torch import load_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from genrec.errors import CheckpointMismatchError
+from genrec.utils.io import atomic_directory, atomic_write_json, read_json
+from genrec.utils.runtime import get_logger
+
+logger = get_logger(__name__)
 
 
 class UserSoftPrompt(ModelMixin, ConfigMixin):
@@ -79,6 +92,12 @@ class PersonalizedStableDiffusion:
     def save_pretrained(self, path: str | Path) -> None:
         """Saves the projector only; the SD checkpoint stays where the user keeps it."""
         self.soft_prompt.save_pretrained(path)
+
+    def to(self, *args: Any, **kwargs: Any) -> PersonalizedStableDiffusion:
+        """``pipe.to(...)`` (device and/or dtype); the soft prompt follows to the device and stays fp32."""
+        self.pipe.to(*args, **kwargs)
+        self.soft_prompt.to(self.pipe.device)
+        return self
 
     def encode(
         self,
@@ -158,3 +177,181 @@ class PersonalizedStableDiffusion:
             else pipe.scheduler.get_velocity(latents, noise, t)
         )
         return nn.functional.mse_loss(pred.float(), target.float())
+
+
+# -- training -------------------------------------------------------------------------------------
+MIXED_PRECISION = ("no", "fp16", "bf16")
+_ARCHITECTURE = ("user_dim", "text_hidden_dim", "num_tokens", "hidden_dim")
+
+
+@dataclass
+class SoftPromptTrainingConfig:
+    """Training a :class:`UserSoftPrompt` on a frozen SD; a recipe's ``training:`` section maps onto it."""
+
+    output_dir: str = "runs/sd_soft_prompt"
+    seed: int = 0
+    steps: int = 2000
+    batch_size: int = 4  # per process
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    p_drop_user: float = 0.1  # user tokens -> learned null tokens, for guidance towards the user
+    save_every: int = 250
+    # "fp16"/"bf16": the frozen UNet, VAE and text encoder are cast to it; the soft prompt trains in fp32
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False  # the UNet recomputes activations in backward: less memory, slower
+    # data and soft-prompt shape (read by the recipe; images must be resolution x resolution)
+    resolution: int = 512
+    prompt_template: str = "a movie poster of {{ title }}, {{ genres | join(', ') }}"
+    num_tokens: int = 4
+    hidden_dim: int = 512
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision is False:  # YAML reads a bare `no` as false
+            self.mixed_precision = "no"
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"
+            )
+        for name in ("steps", "batch_size", "save_every", "resolution", "num_tokens", "hidden_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SoftPromptTrainingConfig:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown soft-prompt training field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def train_soft_prompt(
+    bridge: PersonalizedStableDiffusion,
+    images: torch.Tensor,
+    prompts: Sequence[str],
+    user_vectors: torch.Tensor | np.ndarray,
+    config: SoftPromptTrainingConfig,
+    pairs: torch.Tensor | np.ndarray | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> list[float]:
+    """Train ``bridge.soft_prompt`` (UNet, VAE and text encoder frozen); returns this call's step losses.
+
+    ``images`` are ``(N, 3, resolution, resolution)``, uint8 or floats in [-1, 1], ``prompts`` one per
+    image. Without ``pairs`` example ``k`` is image ``k`` with user vector ``k``; ``pairs`` is an
+    ``(M, 2)`` array of ``(user row, image row)`` examples. Each step draws ``batch_size`` examples with
+    replacement. All randomness of step ``s`` (rows, VAE sample, user dropout, noise, timesteps) comes from
+    a generator seeded by ``(seed, process, s)``, so ``<output_dir>/checkpoint`` (the soft prompt, the
+    optimizer state, the step) is all ``resume=True`` needs to continue the run exactly. The trained soft
+    prompt is saved to ``<output_dir>/soft_prompt`` (``UserSoftPrompt.from_pretrained`` loads it). The
+    wrapped pipeline is moved to the accelerator's device, and cast to the mixed-precision dtype, in place.
+    """
+    cfg = config
+    acc = Accelerator(mixed_precision=cfg.mixed_precision)
+    images = torch.as_tensor(images)
+    users = torch.as_tensor(np.asarray(user_vectors, dtype=np.float32))
+    n = images.shape[0]
+    pairs = torch.arange(n).repeat(2, 1).T if pairs is None else torch.as_tensor(np.asarray(pairs)).long()
+    if images.ndim != 4 or tuple(images.shape[1:]) != (3, cfg.resolution, cfg.resolution):
+        raise ValueError(
+            f"images must be (N, 3, {cfg.resolution}, {cfg.resolution}), got {tuple(images.shape)}"
+        )
+    if len(prompts) != n:
+        raise ValueError(f"{len(prompts)} prompts for {n} images")
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0:
+        raise ValueError(f"pairs must be a non-empty (M, 2) array, got shape {tuple(pairs.shape)}")
+    if pairs[:, 0].max() >= len(users) or pairs[:, 1].max() >= n or pairs.min() < 0:
+        raise ValueError(f"pairs index outside the {len(users)} user vectors or {n} images")
+
+    pipe = bridge.pipe
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
+    pipe.to(acc.device)
+    if pipe.unet.dtype != weight_dtype:
+        pipe.to(weight_dtype)
+    if cfg.gradient_checkpointing:
+        pipe.unet.enable_gradient_checkpointing()
+        pipe.unet.train()  # diffusers checkpoints only in training mode; SD's UNet has no dropout
+    soft_prompt = bridge.soft_prompt.to(acc.device)
+    if soft_prompt.dtype != torch.float32:
+        soft_prompt.float()
+    opt = torch.optim.AdamW(soft_prompt.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    out = Path(cfg.output_dir)
+    start = 0
+    if resume and (out / "checkpoint" / "state.json").is_file():
+        start = _load_soft_prompt_checkpoint(out / "checkpoint", soft_prompt, opt, acc)
+        logger.info("resuming soft-prompt training from step %d of %d", start, cfg.steps)
+    elif resume:
+        logger.info("no checkpoint in %s; training from step 0", out)
+    model, opt = acc.prepare(soft_prompt, opt)
+    bridge.soft_prompt = model
+    losses: list[float] = []
+    bar = tqdm(
+        range(start, cfg.steps),
+        desc="soft prompt",
+        initial=start,
+        total=cfg.steps,
+        disable=not progress or not acc.is_local_main_process,
+    )
+    try:
+        for step in bar:
+            seed = np.random.SeedSequence([cfg.seed, acc.process_index, step]).generate_state(1, np.uint64)[0]
+            gen = torch.Generator().manual_seed(int(seed))
+            rows = pairs[torch.randint(0, len(pairs), (cfg.batch_size,), generator=gen)]
+            batch = images[rows[:, 1]]
+            batch = batch.float().div(127.5).sub(1.0) if batch.dtype == torch.uint8 else batch.float()
+            with acc.autocast():
+                loss = bridge.training_loss(
+                    batch, [prompts[j] for j in rows[:, 1].tolist()], users[rows[:, 0]], cfg.p_drop_user, gen
+                )
+            acc.backward(loss)
+            if cfg.max_grad_norm:
+                acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            done = step + 1
+            if done % cfg.save_every == 0 or done == cfg.steps:
+                if acc.is_main_process:
+                    _save_soft_prompt_checkpoint(
+                        out / "checkpoint", acc.unwrap_model(model), opt, acc, done, cfg
+                    )
+                acc.wait_for_everyone()
+    finally:
+        bridge.soft_prompt = acc.unwrap_model(model, keep_fp32_wrapper=False)
+    if acc.is_main_process:
+        with atomic_directory(out / "soft_prompt") as folder:
+            bridge.soft_prompt.save_pretrained(folder)
+        logger.info("soft prompt saved to %s (step %d)", out / "soft_prompt", max(start, cfg.steps))
+    acc.wait_for_everyone()
+    return losses
+
+
+def _save_soft_prompt_checkpoint(
+    folder: Path, soft_prompt: UserSoftPrompt, opt, acc: Accelerator, step: int, cfg: SoftPromptTrainingConfig
+) -> None:
+    """Written into a fresh folder that replaces ``folder`` in one step: never half a checkpoint."""
+    with atomic_directory(folder) as tmp:
+        soft_prompt.save_pretrained(tmp / "soft_prompt")
+        scaler = acc.scaler.state_dict() if acc.scaler is not None else None
+        torch.save({"optimizer": opt.state_dict(), "scaler": scaler}, tmp / "optimizer.pt")
+        atomic_write_json(tmp / "state.json", {"step": step, "config": cfg.to_dict()})
+
+
+def _load_soft_prompt_checkpoint(folder: Path, soft_prompt: UserSoftPrompt, opt, acc: Accelerator) -> int:
+    saved = read_json(folder / "soft_prompt" / "config.json")
+    for key in _ARCHITECTURE:
+        if saved.get(key) != soft_prompt.config[key]:
+            raise CheckpointMismatchError(
+                f"{folder / 'soft_prompt' / 'config.json'}: {key}={saved.get(key)!r} but this run has "
+                f"{soft_prompt.config[key]!r}; start a new output_dir or match the config"
+            )
+    soft_prompt.load_state_dict(load_file(folder / "soft_prompt" / "diffusion_pytorch_model.safetensors"))
+    state = torch.load(folder / "optimizer.pt", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    if acc.scaler is not None and state.get("scaler"):
+        acc.scaler.load_state_dict(state["scaler"])
+    return int(read_json(folder / "state.json")["step"])

@@ -68,8 +68,9 @@ class ThumbnailTrainingConfig:
     # conditions
     item_condition: bool = True
     unconditional: bool = False  # control model: every condition replaced by null tokens
-    num_user_tokens: int = 2
+    num_user_tokens: int = 2  # tokens projected from the user vector (0: the history set alone)
     num_item_tokens: int = 1
+    history_tokens: int = 0  # one token per recent history item, IP-Adapter style (0: the vector alone)
     condition_hidden_dim: int = 256
     p_drop_user: float = 0.1
     p_drop_item: float = 0.1
@@ -303,6 +304,7 @@ class ThumbnailTrainer:
             item_dim=d_item if cfg.item_condition else 0,
             num_user_tokens=cfg.num_user_tokens,
             num_item_tokens=cfg.num_item_tokens,
+            history_tokens=cfg.history_tokens,
             hidden_dim=cfg.condition_hidden_dim,
             user_encoder="external" if self.external_encoder else "mean",
             history_max_len=cfg.history_max_len,
@@ -375,7 +377,8 @@ class ThumbnailTrainer:
                 x0 = self.images.to_float(rows)
             x0 = x0.to(acc.device)
             b = x0.shape[0]
-            user = self.user_encoder.encode(histories).to(acc.device)
+            user = self.user_encoder.encode(histories).to(acc.device) if cfg.num_user_tokens else None
+            history = _unwrap(conditioner).history_index(histories) if cfg.history_tokens else None
             item = (
                 torch.from_numpy(self.item_embeddings[targets]).to(acc.device) if cfg.item_condition else None
             )
@@ -389,7 +392,9 @@ class ThumbnailTrainer:
             noisy = noise_scheduler.add_noise(x0, noise, t)
             target = _training_target(cfg.prediction_type, noise_scheduler, x0, noise, t)
             with acc.autocast():
-                cond = conditioner(user, item, drop_user=drop_user, drop_item=drop_item)
+                cond = conditioner(
+                    user, item, drop_user=drop_user, drop_item=drop_item, batch_size=b, history=history
+                )
                 pred = predict_noise(unet, noisy, t, cond)
                 loss = torch.nn.functional.mse_loss(pred.float(), target.float())
             acc.backward(loss)
@@ -437,10 +442,10 @@ class ThumbnailTrainer:
         cfg = self.config
         users = self.sample_users()
         histories = [self.dataset.sequences[u][:-1] for u in users]
-        user = self.user_encoder.encode(histories)
         gen = torch.Generator().manual_seed(cfg.seed)
         images = pipe(
-            user_embedding=user,
+            user_history=[[self.dataset.catalog.ids[i] for i in h] for h in histories],
+            user_encoder=self.user_encoder if self.external_encoder else None,
             user_guidance_scale=cfg.user_guidance_scale,
             num_inference_steps=cfg.sample_steps,
             generator=gen,
@@ -488,6 +493,7 @@ class ThumbnailTrainer:
             "cross_attention_dim",
             "num_user_tokens",
             "num_item_tokens",
+            "history_tokens",
             "catalog_fingerprint",
         ):
             if saved.get(key) != conditioner.config[key]:

@@ -31,19 +31,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-from genrec.data.attributes import (
-    MIN_TITLE_WORDS,
-    PRICE_BAND_NAMES,
-    ItemAttributes,
-    PriceBands,
-    price_bands_of,
-)
+from genrec.data.attributes import Attribute, AttributeVocabulary
 from genrec.data.dataset import Catalog, Item
-from genrec.data.text import STOPWORDS, PhraseMatcher, normalize_phrase
+from genrec.data.text import PhraseMatcher, normalize_phrase
 
 # ------------------------------------------------------------------------------------------------
 # Text overlap with references
@@ -163,19 +157,10 @@ def feature_diversity(found: Sequence[Collection[str]]) -> float:
 # Faithfulness to the catalog
 # ------------------------------------------------------------------------------------------------
 
-AttributeKind = Literal["brand", "category", "item", "price"]
 Source = Literal["item", "history", "neither"]
 # A mention of one of these that belongs to neither the item nor the history is a hallucination; a wrong
 # price band makes an explanation unfaithful but is not counted as naming something that is not there.
 HALLUCINATION_KINDS: frozenset[str] = frozenset({"brand", "category", "item"})
-
-
-@dataclass(frozen=True)
-class Attribute:
-    """One thing an explanation can name. ``value`` is the normalized phrase, or the item id for items."""
-
-    kind: AttributeKind
-    value: str
 
 
 @dataclass(frozen=True)
@@ -216,75 +201,6 @@ class FaithfulnessResult:
         return any(a.kind in HALLUCINATION_KINDS for m in self.unsupported for a in m.attributes)
 
 
-@dataclass
-class AttributeVocabulary:
-    """Every phrase that names a brand, category, item title or price band of the catalog.
-
-    Matching is case-insensitive over whole words (:class:`~genrec.data.text.PhraseMatcher`): a mention must
-    spell the whole brand, category or title ("L'Oreal" alone does not name "L'Oreal Paris"). Phrases made
-    only of stopwords are left out. Common words that are also category names ("face", "sun") are matched
-    as categories, which makes the checker strict rather than lenient.
-    """
-
-    phrases: Mapping[str, frozenset[Attribute]]
-    price_bands: PriceBands | None = None
-    _matcher: PhraseMatcher = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._matcher = PhraseMatcher(self.phrases)
-
-    @classmethod
-    def from_catalog(
-        cls, catalog: Catalog, price_bands: PriceBands | None = None, min_title_words: int = MIN_TITLE_WORDS
-    ) -> AttributeVocabulary:
-        """Brands, categories and titles of ``catalog``; titles shorter than ``min_title_words`` words are
-        skipped (a one-word title reads as an ordinary word). ``price_bands`` defaults to the catalog's
-        terciles (:func:`~genrec.data.attributes.price_bands_of`); a catalog without prices has none."""
-        bands = price_bands or price_bands_of(catalog)
-        phrases: dict[str, set[Attribute]] = {}
-
-        def add(phrase: str, attribute: Attribute) -> None:
-            if phrase and not set(phrase.split()) <= STOPWORDS:
-                phrases.setdefault(phrase, set()).add(attribute)
-
-        for item in catalog:
-            attrs = ItemAttributes.of(item)
-            if attrs.brand:
-                add(normalize_phrase(attrs.brand), Attribute("brand", normalize_phrase(attrs.brand)))
-            for category in attrs.categories:
-                add(normalize_phrase(category), Attribute("category", normalize_phrase(category)))
-            title = normalize_phrase(attrs.title)
-            if len(title.split()) >= min_title_words:
-                add(title, Attribute("item", item.id))
-        if bands is not None:
-            for name in PRICE_BAND_NAMES:
-                add(normalize_phrase(name), Attribute("price", normalize_phrase(name)))
-        return cls({k: frozenset(v) for k, v in phrases.items()}, bands)
-
-    def attributes_of(self, item: Item) -> frozenset[Attribute]:
-        """The attributes ``item`` really has (its id, brand, categories, price band)."""
-        attrs = ItemAttributes.of(item, self.price_bands)
-        out = {Attribute("item", item.id)}
-        if attrs.brand:
-            out.add(Attribute("brand", normalize_phrase(attrs.brand)))
-        out.update(Attribute("category", normalize_phrase(c)) for c in attrs.categories)
-        if attrs.price_band:
-            out.add(Attribute("price", normalize_phrase(attrs.price_band)))
-        return frozenset(out)
-
-    def feature_phrases(self, kinds: Collection[str] = ("brand", "category")) -> list[str]:
-        """Phrases naming an attribute of ``kinds``: the feature vocabulary for FMR/FCR/DIV on a catalog."""
-        return sorted(p for p, attrs in self.phrases.items() if any(a.kind in kinds for a in attrs))
-
-    def item_features(self, item: Item, kinds: Collection[str] = ("brand", "category")) -> set[str]:
-        """The item's own phrases of ``kinds``: its ground-truth features for FMR."""
-        return {a.value for a in self.attributes_of(item) if a.kind in kinds and a.value in self.phrases}
-
-    def find(self, text: str) -> list[tuple[str, frozenset[Attribute]]]:
-        """Each vocabulary phrase named in ``text`` (text order) with the attributes it can refer to."""
-        return [(phrase, self.phrases[phrase]) for phrase in self._matcher.find(text)]
-
-
 def check_explanation(
     explanation: str, item: Item, history: Sequence[Item], vocabulary: AttributeVocabulary
 ) -> FaithfulnessResult:
@@ -294,7 +210,7 @@ def check_explanation(
     of them belongs to the item or the history; the item takes precedence over the history.
     """
     own = vocabulary.attributes_of(item)
-    past = frozenset().union(*(vocabulary.attributes_of(h) for h in history))
+    past = vocabulary.attributes_of_all(history)
     mentions = []
     for phrase, attributes in vocabulary.find(explanation):
         source: Source = "item" if attributes & own else "history" if attributes & past else "neither"

@@ -8,20 +8,22 @@ output depends on :class:`ExplanationConfig` and the library defaults only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 
 @dataclass(frozen=True)
 class ExplanationConfig:
     """How explanations are decoded. Greedy by default, so the same input gives the same text; with
     ``do_sample=True`` tokens are sampled at ``temperature`` from the top-``top_p`` mass (seed torch for
-    repeatable samples). ``template`` names the explanation template; ``phrasing`` picks its phrasing."""
+    repeatable samples). ``template`` names the explanation template; ``phrasing`` picks its phrasing.
+    ``grounded`` (default) bans brand, category and price-band phrases that neither the item nor the
+    history has (:mod:`genrec.decoding.grounded`), as the item trie keeps recommendations in the catalog."""
 
     max_new_tokens: int = 64
     do_sample: bool = False
@@ -30,6 +32,7 @@ class ExplanationConfig:
     num_beams: int = 1
     template: str = "explanation"
     phrasing: int = 0
+    grounded: bool = True
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.num_beams < 1:
@@ -86,15 +89,22 @@ def generate_texts(
     prompts: Sequence[str],
     config: ExplanationConfig,
     suppress_ids: Sequence[int] = (),
+    logits_processor: Callable[[int], LogitsProcessor] | None = None,
 ) -> list[str]:
-    """One continuation per prompt (special tokens dropped, whitespace stripped), in one ``generate`` call."""
+    """One continuation per prompt (special tokens dropped, whitespace stripped), in one ``generate`` call.
+    ``logits_processor(prompt_length)``, when given, builds an extra processor for the call; this is how
+    :meth:`GenerativeRecommender.explain` applies ``config.grounded``, which needs the catalog."""
     if not prompts:
         return []
     gen_config = config.generation_config(tokenizer, suppress_ids)
     ids, mask = encode_left_padded(tokenizer, prompts)
     device = next(model.parameters()).device
+    extra = LogitsProcessorList([logits_processor(ids.shape[1])] if logits_processor else [])
     with _as_model_generation_config(model, gen_config):
         out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_config
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            generation_config=gen_config,
+            logits_processor=extra,
         )
     return [text.strip() for text in tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]

@@ -15,6 +15,7 @@ answer is a real item. One folder holds everything needed to reload it::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 from collections.abc import Iterator, Sequence
@@ -26,8 +27,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from genrec.data.attributes import AttributeVocabulary
 from genrec.data.dataset import Catalog
 from genrec.data.generic import read_items_jsonl, write_items_jsonl
+from genrec.decoding.grounded import GroundedPhrasesProcessor, PhraseTrie
 from genrec.errors import CheckpointMismatchError, TemplateError, UnknownItemError
 from genrec.model.adapters import LoraSettings, apply_lora
 from genrec.model.explain import ExplanationConfig, encode_left_padded, generate_texts
@@ -102,6 +105,8 @@ class GenerativeRecommender:
         self.max_history = max_history
         self.base_model = base_model
         self.settings = settings or {}
+        self._vocabulary: AttributeVocabulary | None = None  # grounded explanations, built on first use
+        self._phrase_trie_cache: PhraseTrie | None = None
         if compact is None:
             if task not in self.templates:
                 raise TemplateError(f"template {task!r} not loaded; have {sorted(self.templates)}")
@@ -319,12 +324,40 @@ class GenerativeRecommender:
         config = config or ExplanationConfig()
         prompts = [self.explanation_prompt(h, i, config) for h, i in zip(histories, items)]
         suppress = sid_vocab_ids(self.tokenizer, self.sid).tolist()
+        allowed = self._grounding_allowed(histories, items) if config.grounded else None
         texts: list[str] = []
         with self._inference(), self._explainer(explainer):
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start : start + batch_size]
-                texts.extend(generate_texts(self.model, self.tokenizer, chunk, config, suppress))
+                processor = None
+                if allowed is not None:
+                    rows = allowed[start : start + batch_size]
+                    processor = functools.partial(
+                        GroundedPhrasesProcessor, self._phrase_trie(), rows, num_beams=config.num_beams
+                    )
+                texts.extend(generate_texts(self.model, self.tokenizer, chunk, config, suppress, processor))
         return texts
+
+    def _grounding_allowed(self, histories: Sequence[Sequence[int]], items: Sequence[int]) -> list[frozenset]:
+        """What each explanation may name: the attributes of the item and of the history the prompt shows.
+        Their titles join the phrase trie, so quoting them is never cut short by a brand inside."""
+        vocab, allowed = self._attribute_vocabulary(), []
+        for h, i in zip(histories, items):
+            shown = [self.catalog[j] for j in (*list(h)[-EXPLANATION_HISTORY:], i)]
+            self._phrase_trie().add(vocab.title_surfaces(shown))
+            allowed.append(vocab.attributes_of_all(shown))
+        return allowed
+
+    def _attribute_vocabulary(self) -> AttributeVocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = AttributeVocabulary.from_catalog(self.catalog)
+        return self._vocabulary
+
+    def _phrase_trie(self) -> PhraseTrie:
+        """Built once per model (tokenizing every spelling of every attribute phrase takes seconds)."""
+        if self._phrase_trie_cache is None:
+            self._phrase_trie_cache = PhraseTrie(self.tokenizer, self._attribute_vocabulary().surfaces)
+        return self._phrase_trie_cache
 
     # -- recommending ----------------------------------------------------------------------------
     @torch.no_grad()
