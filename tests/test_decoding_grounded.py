@@ -14,6 +14,7 @@ from genrec.model.explain import ExplanationConfig, generate_texts
 
 SURFACES = {
     "Now Fresh Oil": {"brand:fresh"},
+    "Foods": {"brand:foods alone"},
     "Now Foods": {"brand:now foods"},
     "Now": {"brand:now"},
     "Skin Care": {"cat:skin"},
@@ -78,6 +79,9 @@ def test_completions_of_disallowed_phrases_are_banned(tok):
         assert fresh[k] in set(range(500)) - row0 and len(row0) > 490
     row0, _ = banned(processor, prompt, now + fresh)
     assert len(row0) < 50  # "Now Fresh Oil" is done: free again
+    # a token on the allowed path stays open even where another match would ban it: " Foods" alone names
+    # a brand no row has (banned at the root), but after " Now" it continues "Now Foods"
+    assert foods[0] in banned(processor, prompt, [])[0] and foods[0] not in banned(processor, prompt, now)[0]
     assert foods[0] in row1 and len(row1) < 50  # row 1 may name neither brand, and nothing is forced
     # matching restarts after other text
     row0, row1 = banned(processor, prompt, [*prompt, *skin[:-1]])

@@ -146,10 +146,10 @@ class GroundedPhrasesProcessor(LogitsProcessor):
                     must = {t for t, child in self.trie.children[node].items() if child in protected}
                     if must:
                         keep = must if keep is None else (keep & must or keep)
-            if keep:
+            if keep:  # the allowed path wins over what other matches would ban ("Spa" in "Bath & Spa ...")
                 only = torch.full_like(scores[row], -float("inf"))
                 only[list(keep)] = scores[row, list(keep)]
                 scores[row] = only
-            if banned:
+            elif banned:
                 scores[row, banned] = -float("inf")
         return scores
