@@ -4,7 +4,7 @@ The tuned model is SmolLM2-135M-Instruct + LoRA trained on the explanation task 
 targets (``recipes/explain_beauty_smollm2_lora.yaml``: the recipe's random user subset, training pairs of
 the users' training sequences only), for at most ``--train-minutes`` of wall time over all calls. The base
 zero-shot system is the same model with the adapter disabled, given the same prompt. Both decode grounded
-(:mod:`genrec.decoding.grounded`, the default); the tuned model also decodes free, to show what that adds.
+(:mod:`genrec.decoding.grounded`, the default); `--free-decoding` adds the tuned model decoding freely.
 
 Each system explains the same pairs: a random sample of the subset's users (seed 0), each with the last
 :data:`~genrec.prompts.explanations.EXPLANATION_HISTORY` items before their test item and the test item
@@ -49,9 +49,9 @@ from genrec.train import load_or_build_sid
 from genrec.train.sft import load_recipe_data
 
 NAME = "explain_beauty"
-BASELINES = ("template", "base zero-shot", FREE)
-# the tuned model without grounded decoding, to show what the decoding constraint adds
-SYSTEMS = {**LLM_SYSTEMS, FREE: ("adapter", False)}
+BASELINES = ("template", "base zero-shot")
+# --free-decoding adds the tuned model without grounded decoding, to show what the constraint adds
+FREE_SYSTEM = {FREE: ("adapter", False)}
 KEYS = ("faithfulness", "hallucination_rate", "usr", "fmr", "fcr", "div")
 
 
@@ -78,7 +78,8 @@ def main() -> None:
     config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
     bands = price_bands_of(catalog)
     texts = {"template": verbalize_explanations(catalog, histories, items, bands)}
-    texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls, SYSTEMS))
+    systems = {**LLM_SYSTEMS, **(FREE_SYSTEM if args.free_decoding else {})}
+    texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls, systems))
 
     vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
     features = vocabulary.feature_phrases()
@@ -123,8 +124,8 @@ def main() -> None:
         f"LoRA r={recipe.lora.r} on catalog-grounded targets, {training['steps']} steps "
         f"(~{training['examples_seen']:,} examples, {training['train_minutes']:.1f} CPU minutes); base "
         f"zero-shot: the same model with the adapter disabled. Greedy decoding, grounded (brand, category "
-        f"and price-band phrases that neither the item nor the shown history has are banned) except for "
-        f"`{FREE}`, at most "
+        f"and price-band phrases that neither the item nor the shown history has are banned)"
+        f"{f' except for `{FREE}`' if args.free_decoding else ''}, at most "
         f"{args.max_new_tokens} new tokens. No references exist (Beauty has no reviews): "
         f"faithfulness/hallucination against the item and the shown history, FMR/FCR/DIV over "
         f"{len(features):,} brand and category phrases. Test split looked at {evaluations['this_config']} "
@@ -136,7 +137,7 @@ def main() -> None:
         f"amazon2014-beauty[{dataset.num_users} users]",
         results,
         KEYS,
-        BASELINES,
+        BASELINES + tuple(FREE_SYSTEM if args.free_decoding else ()),
         walls,
         summary,
         run,

@@ -46,6 +46,9 @@ def parse_bench_args(
     p.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--free-decoding", action="store_true", help="also decode the tuned model ungrounded (an ablation)"
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.threads = configure_threads(args.threads)
