@@ -78,7 +78,8 @@ def main() -> None:
     config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
     bands = price_bands_of(catalog)
     texts = {"template": verbalize_explanations(catalog, histories, items, bands)}
-    systems = {**LLM_SYSTEMS, **(FREE_SYSTEM if args.free_decoding else {})}
+    extra = FREE_SYSTEM if args.free_decoding else {}
+    systems, baselines = {**LLM_SYSTEMS, **extra}, (*BASELINES, *extra)
     texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls, systems))
 
     vocabulary = AttributeVocabulary.from_catalog(catalog, bands)
@@ -125,7 +126,7 @@ def main() -> None:
         f"(~{training['examples_seen']:,} examples, {training['train_minutes']:.1f} CPU minutes); base "
         f"zero-shot: the same model with the adapter disabled. Greedy decoding, grounded (brand, category "
         f"and price-band phrases that neither the item nor the shown history has are banned)"
-        f"{f' except for `{FREE}`' if args.free_decoding else ''}, at most "
+        f"{f' except for `{FREE}`' if extra else ''}, at most "
         f"{args.max_new_tokens} new tokens. No references exist (Beauty has no reviews): "
         f"faithfulness/hallucination against the item and the shown history, FMR/FCR/DIV over "
         f"{len(features):,} brand and category phrases. Test split looked at {evaluations['this_config']} "
@@ -137,7 +138,7 @@ def main() -> None:
         f"amazon2014-beauty[{dataset.num_users} users]",
         results,
         KEYS,
-        BASELINES + tuple(FREE_SYSTEM if args.free_decoding else ()),
+        baselines,
         walls,
         summary,
         run,

@@ -105,8 +105,6 @@ class GenerativeRecommender:
         self.max_history = max_history
         self.base_model = base_model
         self.settings = settings or {}
-        self._vocabulary: AttributeVocabulary | None = None  # grounded explanations, built on first use
-        self._phrase_trie_cache: PhraseTrie | None = None
         if compact is None:
             if task not in self.templates:
                 raise TemplateError(f"template {task!r} not loaded; have {sorted(self.templates)}")
@@ -119,6 +117,8 @@ class GenerativeRecommender:
             self.token_table = np.asarray(compact.item_token_ids)
         self._trie = None
         self._builder: PromptBuilder | None = None
+        self._vocabulary: AttributeVocabulary | None = None  # grounded explanations, built on first use
+        self._phrase_trie_cache: PhraseTrie | None = None
         self._titles: dict[str, int] | None = None
 
     # -- construction ----------------------------------------------------------------------------
