@@ -38,6 +38,7 @@ from bench.explain_common import (
     llm_texts,
     parse_bench_args,
     record_explanations,
+    shown_validation,
     train_explainer,
 )
 from genrec.data.attributes import price_bands_of
@@ -52,7 +53,7 @@ NAME = "explain_beauty"
 BASELINES = ("template", "base zero-shot")
 # --free-decoding adds the tuned model without grounded decoding, to show what the constraint adds
 FREE_SYSTEM = {FREE: ("adapter", False)}
-KEYS = ("faithfulness", "hallucination_rate", "usr", "fmr", "fcr", "div")
+KEYS = ("faithfulness", "hallucination_rate", "usr", "usr_delex", "fmr", "fcr", "div")
 
 
 def main() -> None:
@@ -64,7 +65,7 @@ def main() -> None:
     dataset = load_recipe_data(recipe)
     sid = load_or_build_sid(recipe, dataset)
     catalog = dataset.catalog
-    test = dataset.test_examples()
+    test = dataset.test_examples() if args.split == "test" else dataset.valid_examples()
     users = np.sort(np.random.default_rng(0).choice(dataset.num_users, args.test_users, replace=False))
     histories = [test.histories[u][-EXPLANATION_HISTORY:] for u in users]
     items = [int(test.targets[u]) for u in users]
@@ -75,7 +76,7 @@ def main() -> None:
     walls["train_total"] = training["train_minutes"] * 60
     walls["train_last_call"] = time.perf_counter() - t
 
-    config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
+    config = ExplanationConfig(max_new_tokens=args.max_new_tokens, no_repeat_ngram_size=args.no_repeat_ngram)
     bands = price_bands_of(catalog)
     texts = {"template": verbalize_explanations(catalog, histories, items, bands)}
     extra = FREE_SYSTEM if args.free_decoding else {}
@@ -88,11 +89,17 @@ def main() -> None:
     checks = {name: check_explanations(t, histories, items, catalog, vocabulary) for name, t in texts.items()}
     results = {
         name: explanation_metrics(
-            outputs, features=features, reference_features=item_features, faithfulness=checks[name]
+            outputs,
+            features=features,
+            reference_features=item_features,
+            faithfulness=checks[name],
+            vocabulary=vocabulary,
         )
         for name, outputs in texts.items()
     }
     add_mean_words(results, texts)
+    if shown_validation(args, config, results, KEYS):
+        return
     run = count_evaluation(NAME, recipe, args, training, config)
     evaluations = run["test_evaluations"]
 

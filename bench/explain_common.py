@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench.common import TimeLedger, count_test_evaluation, record
+from bench.common import TimeLedger, count_test_evaluation, markdown_table, record
 from genrec.model import GenerativeRecommender
 from genrec.model.explain import ExplanationConfig
 from genrec.train import SFTRecipe, train_sft
@@ -47,7 +47,16 @@ def parse_bench_args(
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
+        "--no-repeat-ngram", type=int, default=0, help="ExplanationConfig.no_repeat_ngram_size (0: off)"
+    )
+    p.add_argument(
         "--free-decoding", action="store_true", help="also decode the tuned model ungrounded (an ablation)"
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "valid"),
+        default="test",
+        help="valid: explain the validation pairs instead, to choose decoding settings; nothing is recorded",
     )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -154,7 +163,7 @@ def llm_texts(
         }
         label = f"{explainer}{'-grounded' if grounded else ''}"
         texts[name] = cached_texts(
-            args.work_dir / "texts" / f"{label}.json",
+            args.work_dir / "texts" / ("" if args.split == "test" else args.split) / f"{label}.json",
             key,
             len(items),
             lambda s, e, c=system, x=explainer: rec.explain(
@@ -188,6 +197,18 @@ def count_evaluation(
         "generation": repr(config),
         "recipe": recipe.to_dict(),
     }
+
+
+def shown_validation(
+    args: argparse.Namespace, config: ExplanationConfig, results: dict[str, dict], keys: Sequence[str]
+) -> bool:
+    """With ``--split valid``: print the table (decoding settings are chosen on it) and return True, so
+    the caller records nothing and counts no look at the test split."""
+    if args.split == "test":
+        return False
+    rows = [{"system": name, **m} for name, m in results.items()]
+    print(f"{args.split} pairs, {config}:\n{markdown_table(rows, ['system', *keys, 'mean_words'])}")
+    return True
 
 
 def add_mean_words(results: dict[str, dict[str, float]], texts: dict[str, list[str]]) -> None:

@@ -36,6 +36,7 @@ from bench.explain_common import (
     llm_texts,
     parse_bench_args,
     record_explanations,
+    shown_validation,
     train_explainer,
 )
 from genrec.data.reviews import dataset_reviews, select_target
@@ -68,7 +69,7 @@ def main() -> None:
     sid = load_or_build_sid(recipe, dataset)
     vocabulary = training_review_features(dataset, reviews)
     by_pair = {(r.user, r.item): r for r in reviews}
-    test = dataset.test_examples()
+    test = dataset.test_examples() if args.split == "test" else dataset.valid_examples()
     pairs = []  # (user index, history window, item, reference target)
     for u, (history, item) in enumerate(zip(test.histories, test.targets.tolist())):
         review = by_pair.get((dataset.users[u], dataset.catalog[item].id))
@@ -90,7 +91,7 @@ def main() -> None:
     walls["train_total"] = training["train_minutes"] * 60
     walls["train_last_call"] = time.perf_counter() - t
 
-    config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
+    config = ExplanationConfig(max_new_tokens=args.max_new_tokens, no_repeat_ngram_size=args.no_repeat_ngram)
     texts = {"most frequent": [most_frequent(train_targets)] * len(pairs)}
     texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls))
 
@@ -99,6 +100,8 @@ def main() -> None:
         for name, outputs in texts.items()
     }
     add_mean_words(results, texts)
+    if shown_validation(args, config, results, KEYS):
+        return
     run = count_evaluation(NAME, recipe, args, training, config)
     evaluations = run["test_evaluations"]
     # per-pair ROUGE-L picks the tuned model's best and worst outputs for the docs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from genrec.model.compact import (
     CompactConfig,
     CompactRecommender,
     CompactTrainingConfig,
+    _training_args,
     build_sid_tokenizer,
     train_compact,
 )
@@ -210,3 +213,21 @@ def test_training_config_rejects_unknown_fields():
         CompactTrainingConfig.from_dict({"epoch": 2})
     with pytest.raises(ValueError, match="sid.modalities"):
         CompactTrainingConfig.from_dict({"sid": {"modalities": ["audio"]}})
+
+
+def test_embedding_and_residual_dropout_act_in_training_only():
+    plain = CompactRecommender.from_item_tokens(item_tokens(), TINY, seed=0)
+    config = dataclasses.replace(TINY, embedding_dropout=0.5, residual_dropout=0.5)
+    dropped = CompactRecommender.from_item_tokens(item_tokens(), config, seed=0)
+    ids, mask = plain.encode_histories([np.array([1, 2, 3])])
+    with torch.no_grad():
+        assert torch.equal(
+            plain.model.eval()(ids, attention_mask=mask).logits,
+            dropped.model.eval()(ids, attention_mask=mask).logits,
+        )  # same weights, and dropout is off when decoding
+        dropped.model.train()
+        a, b = (dropped.model(ids, attention_mask=mask).logits for _ in range(2))
+    assert not torch.equal(a, b)
+    hooks = dropped.model.model.layers[0].mlp.down_proj._forward_hooks
+    assert len(hooks) == 1 and not plain.model.model.layers[0].mlp.down_proj._forward_hooks
+    assert _training_args(CompactTrainingConfig(label_smoothing=0.1)).label_smoothing_factor == 0.1

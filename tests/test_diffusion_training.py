@@ -117,21 +117,49 @@ def test_training_survives_bad_images_and_resume_continues_exactly(toy, tmp_path
     assert isinstance(pipe, PersonalizedThumbnailPipeline)
     assert len(straight.images.skipped) == 2
     assert (tmp_path / "a" / "samples" / "step-000004.png").is_file()
+    assert not (tmp_path / "a" / "vae-checkpoints").exists()  # the finished VAE replaces its checkpoints
     assert (tmp_path / "a" / "pipeline" / "model_index.json").is_file()
 
     ThumbnailTrainer(tiny_config(tmp_path / "b", train_steps=2), toy, emb, progress=False).train()
     resumed = ThumbnailTrainer(tiny_config(tmp_path / "b"), toy, emb, progress=False)
     resumed.train(resume=True)
     assert len(resumed.step_times) == 2  # only steps 3 and 4 ran
-    for sub in ("unet", "conditioner"):
-        a = load_file(tmp_path / "a" / "checkpoint-000004" / sub / "diffusion_pytorch_model.safetensors")
-        b = load_file(tmp_path / "b" / "checkpoint-000004" / sub / "diffusion_pytorch_model.safetensors")
+    for sub in ("unet", "conditioner", "ema_unet", "ema_conditioner"):
+        a = load_file(tmp_path / "a" / "checkpoint-4" / f"{sub}.safetensors")
+        b = load_file(tmp_path / "b" / "checkpoint-4" / f"{sub}.safetensors")
         for name in a:
             torch.testing.assert_close(a[name], b[name], msg=f"{sub}.{name} differs after resume")
 
     loaded = PersonalizedThumbnailPipeline.from_pretrained(tmp_path / "a" / "pipeline")
     loaded.set_progress_bar_config(disable=True)
     assert len(loaded(user_history=["0", "5"], item="2", num_images=2, num_inference_steps=2).images) == 2
+
+
+def test_vae_stage_killed_mid_run_resumes_to_the_same_weights(toy, tmp_path, monkeypatch):
+    import genrec.diffusion.trainer as trainer
+
+    emb = embeddings(toy)
+    config = dict(vae_steps=4, train_steps=1)
+    ThumbnailTrainer(tiny_config(tmp_path / "a", **config), toy, emb, progress=False).train()
+    save = trainer.save_checkpoint
+
+    def save_then_die(out, step, **kw):
+        save(out, step, **kw)
+        raise KeyboardInterrupt  # killed right after the VAE's step-2 checkpoint
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ThumbnailTrainer(tiny_config(tmp_path / "b", **config), toy, emb, progress=False).train()
+    assert (tmp_path / "b" / "vae-checkpoints" / "checkpoint-2").is_dir()
+    monkeypatch.setattr(trainer, "save_checkpoint", save)
+    forward, steps = trainer._VAELoss.forward, []
+    monkeypatch.setattr(trainer._VAELoss, "forward", lambda self, x: steps.append(1) or forward(self, x))
+    ThumbnailTrainer(tiny_config(tmp_path / "b", **config), toy, emb, progress=False).train(resume=True)
+    assert len(steps) == 2  # steps 3 and 4 only
+    a = load_file(tmp_path / "a" / "vae" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "b" / "vae" / "diffusion_pytorch_model.safetensors")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=f"vae.{name} differs after resume")
 
 
 def test_resume_with_other_condition_size_fails(toy, tmp_path):
@@ -153,7 +181,7 @@ def test_history_set_conditioning_trains_and_resumes_exactly(toy, tmp_path):
     pipe = ThumbnailTrainer(tiny_config(tmp_path / "a", **config), toy, emb, progress=False).train()
     ThumbnailTrainer(tiny_config(tmp_path / "b", train_steps=2, **config), toy, emb, progress=False).train()
     ThumbnailTrainer(tiny_config(tmp_path / "b", **config), toy, emb, progress=False).train(resume=True)
-    path = "checkpoint-000004/conditioner/diffusion_pytorch_model.safetensors"
+    path = "checkpoint-4/conditioner.safetensors"
     a, b = load_file(tmp_path / "a" / path), load_file(tmp_path / "b" / path)
     assert "history_proj.0.weight" in a and not any(k.startswith("user_proj") for k in a)
     for name in a:
@@ -233,7 +261,7 @@ def test_recipe_script_on_synthetic(tmp_path):
     args = ["--config", str(root / "recipes" / "thumbnails_synthetic.yaml"), "--threads", "1"]
     script.main(args + [f"--set={s}" for s in sets])
     script.main(args + [f"--set={s}" for s in sets[:-4]] + ["--set=training.train_steps=3", "--resume"])
-    assert (out / "checkpoint-000003").is_dir() and (out / "samples" / "step-000002.png").is_file()
+    assert (out / "checkpoint-3").is_dir() and (out / "samples" / "step-000002.png").is_file()
     pipe = PersonalizedThumbnailPipeline.from_pretrained(out / "pipeline")
     pipe.set_progress_bar_config(disable=True)
     images = pipe(

@@ -151,6 +151,21 @@ def test_vocabulary_from_catalog(vocab):
     assert "top coats" in vocab.feature_phrases() and "mid range" not in vocab.feature_phrases()
 
 
+def test_delexicalized_usr_counts_phrasings_not_facts(vocab):
+    from genrec.eval.explain import delexicalized_usr
+
+    text = "Essie Gel Couture Top Coat is a mid-range pick from Essie, like your OPI nail polish."
+    assert vocab.delexicalize(text) == "<item> is a <price> pick from <brand> like your <brand> <category>"
+    template = [
+        f"{t} is from {b}."
+        for t, b in [("OPI Nail Lacquer Big Apple Red", "OPI"), ("Cococare Coconut Oil", "Cococare")]
+    ]
+    assert unique_sentence_ratio(template) == 1.0 and delexicalized_usr(template, vocab) == 0.5
+    free = [*template[:1], "You will love OPI."]
+    assert delexicalized_usr(free, vocab) == 1.0
+    assert explanation_metrics(template, vocabulary=vocab)["usr_delex"] == 0.5
+
+
 def test_vocabulary_price_bands_default_to_catalog_terciles():
     assert AttributeVocabulary.from_catalog(CATALOG).price_bands == PriceBands.from_prices([9, 11, 5, 30])
     assert AttributeVocabulary.from_catalog(Catalog([BARE])).price_bands is None

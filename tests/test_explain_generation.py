@@ -3,13 +3,14 @@ base model, with every decoding setting explicit; and teacher targets filtered f
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
 import pytest
 import torch
 from llm_tiny import tiny_base_model, tiny_dataset, tiny_sid
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
 
 from genrec.cli import main
 from genrec.errors import TemplateError
@@ -164,3 +165,48 @@ def test_grounded_explanations_name_nothing_outside_item_and_history(setup):
     assert len(rec._phrase_trie()) > 1
     vocab = AttributeVocabulary.from_catalog(ds.catalog)
     assert not any(c.hallucinated for c in check_explanations(texts, histories, items, ds.catalog, vocab))
+
+
+def test_trim_to_sentence_keeps_whole_sentences_only():
+    from genrec.model.explain import trim_to_sentence
+
+    assert trim_to_sentence("It is from Olay. You liked the Olay Regenerist Micro") == "It is from Olay."
+    assert trim_to_sentence('You said "gentle!" Then the 3.4 oz Cl') == 'You said "gentle!"'
+    assert trim_to_sentence("Great for dry skin? Yes. It suits") == "Great for dry skin? Yes."
+    assert trim_to_sentence("No sentence end in 3.4 oz") == "No sentence end in 3.4 oz"  # nothing to keep
+    # a quoted title's full stops end no sentence; a closing quote after the stop does
+    assert trim_to_sentence('"Serum For Your Face. Botanical 20%" is a serum. It fits your "e.l.f. Ma') == (
+        '"Serum For Your Face. Botanical 20%" is a serum.'
+    )
+    assert trim_to_sentence('"e.l.f. 3-in-1 Mascara') == '"e.l.f. 3-in-1 Mascara'
+    assert trim_to_sentence("\u201cSay no more.\u201d Then") == "\u201cSay no more.\u201d"
+
+
+class _Script(LogitsProcessor):
+    """Forces the continuation to be ``tokens`` (then EOS), whatever the model says."""
+
+    def __init__(self, prompt_length: int, tokens: list[int], eos: int) -> None:
+        self.prompt_length, self.tokens, self.eos = prompt_length, tokens, eos
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.prompt_length
+        forced = self.tokens[step] if step < len(self.tokens) else self.eos
+        out = torch.full_like(scores, -torch.inf)
+        out[:, forced] = 0.0
+        return out
+
+
+def test_explanations_cut_by_the_token_budget_end_at_a_sentence(setup):
+    _, rec, _ = setup
+    tok = rec.tokenizer
+    tokens = tok("It suits you. You liked the Gel Sooth", add_special_tokens=False)["input_ids"]
+    prompt = [rec.explanation_prompt([0, 3], 2, SHORT)]
+
+    def run(max_new_tokens: int, **kw) -> str:
+        config = ExplanationConfig(max_new_tokens=max_new_tokens, **kw)
+        script = functools.partial(_Script, tokens=tokens, eos=tok.eos_token_id)
+        return generate_texts(rec.model, tok, prompt, config, logits_processor=script)[0]
+
+    assert run(len(tokens)) == "It suits you."  # ran out of tokens mid-sentence: trimmed
+    assert run(len(tokens), whole_sentences=False) == "It suits you. You liked the Gel Sooth"
+    assert run(len(tokens) + 5) == "It suits you. You liked the Gel Sooth"  # ended (EOS) by itself: kept

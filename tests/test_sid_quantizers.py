@@ -169,17 +169,17 @@ def test_rqvae_resume_continues_where_an_interrupted_run_stopped(tmp_path, monke
     )
     straight = RQVAE.fit(x, RQVAEConfig(epochs=6, **base), show_progress=False)
     ckpt = str(tmp_path / "ckpt")
-    save = rqvae._save_checkpoint
+    save = rqvae.save_checkpoint
 
-    def save_then_die(path, config, epoch, *args):
-        save(path, config, epoch, *args)
-        if epoch == 2:
+    def save_then_die(out, step, **kw):
+        save(out, step, **kw)
+        if step == 3:
             raise KeyboardInterrupt  # killed right after the third epoch's checkpoint
 
-    monkeypatch.setattr(rqvae, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(rqvae, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         RQVAE.fit(x, RQVAEConfig(epochs=6, checkpoint_dir=ckpt, **base), show_progress=False)
-    monkeypatch.setattr(rqvae, "_save_checkpoint", save)
+    monkeypatch.setattr(rqvae, "save_checkpoint", save)
     resumed = RQVAE.fit(x, RQVAEConfig(epochs=6, checkpoint_dir=ckpt, **base), show_progress=False)
     assert [h["epoch"] for h in resumed.history] == list(range(6))
     assert resumed.kept_epoch == straight.kept_epoch

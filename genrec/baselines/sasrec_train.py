@@ -3,11 +3,11 @@
 Layout of ``output_dir``::
 
     config.json, model.safetensors      best model so far (SASRec.from_pretrained(output_dir))
-    trainer_state.json                  epoch counter, history, early-stopping state; names the checkpoint
-    checkpoint-<epoch>/                 latest weights + optimizer state (the one trainer_state.json names)
+    checkpoint-<epoch>/                 the latest epoch in genrec's checkpoint format
+                                        (:mod:`genrec.utils.checkpoint`): weights, optimizer, and the
+                                        epoch counter, history and early-stopping state
 
-``trainer_state.json`` is replaced atomically only after its checkpoint folder is complete, so a run
-killed at any moment resumes from the last finished epoch. Each epoch seeds its own shuffling and
+A run killed at any moment resumes from the last finished epoch. Each epoch seeds its own shuffling and
 dropout from ``seed + epoch``, so a resumed run follows the same trajectory as an uninterrupted one.
 """
 
@@ -22,19 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from genrec.baselines.sasrec import ARCHITECTURE_FIELDS, SASRec, SASRecConfig
 from genrec.data.dataset import SequenceDataset
-from genrec.errors import CheckpointMismatchError
 from genrec.eval.recommender import evaluate_recommender
-from genrec.utils.io import atomic_write, atomic_write_json, read_json
+from genrec.utils.checkpoint import checkpoint_steps, latest_checkpoint, load_checkpoint, save_checkpoint
 from genrec.utils.runtime import configure_threads, get_logger
 
 logger = get_logger(__name__)
 
-STATE_NAME = "trainer_state.json"
 VALID_METRIC = "ndcg@10"
 
 
@@ -93,38 +91,6 @@ def _train_epoch(
     return total / count
 
 
-def _save_checkpoint(output_dir: Path, model: SASRec, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    ckpt = output_dir / f"checkpoint-{state['epoch']}"
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
-    ckpt.mkdir(parents=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_write(ckpt / "model.safetensors", mode="wb") as fh:
-        fh.write(save(tensors))
-    with atomic_write(ckpt / "optimizer.pt", mode="wb") as fh:
-        torch.save(optimizer.state_dict(), fh)
-    state = {**state, "checkpoint": ckpt.name}
-    atomic_write_json(output_dir / STATE_NAME, state)
-    for old in output_dir.glob("checkpoint-*"):
-        if old.name != ckpt.name:
-            shutil.rmtree(old)
-
-
-def _check_resumable(state: dict, model: SASRec, path: Path) -> None:
-    saved = state["config"]
-    for name in ARCHITECTURE_FIELDS:
-        if saved[name] != getattr(model.config, name):
-            raise CheckpointMismatchError(
-                f"{path}: checkpoint has {name}={saved[name]}, config asks {getattr(model.config, name)}"
-            )
-    if state["num_items"] != model.num_items or state["catalog_fingerprint"] != model.catalog_fingerprint:
-        raise CheckpointMismatchError(
-            f"{path}: checkpoint was trained on another catalog ({state['num_items']} items, "
-            f"fingerprint {state['catalog_fingerprint']}); this one has {model.num_items} "
-            f"(fingerprint {model.catalog_fingerprint})"
-        )
-
-
 def train_sasrec(
     dataset: SequenceDataset,
     config: SASRecConfig | None = None,
@@ -146,41 +112,35 @@ def train_sasrec(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.98)
     )
-    state: dict = {
-        "epoch": 0,
-        "best_epoch": 0,
-        "best_metric": -1.0,
-        "bad_evals": 0,
-        "stopped": False,
-        "history": [],
+    state: dict = {"epoch": 0, "best_epoch": 0, "best_metric": -1.0, "bad_evals": 0, "stopped": False}
+    state["history"] = []
+    best_weights = copy.deepcopy(model.state_dict())
+    parts = {"modules": {"model": model}, "optimizers": {"optimizer": optimizer}}
+    resume_key = {
+        **{name: getattr(config, name) for name in ARCHITECTURE_FIELDS},
         "num_items": model.num_items,
         "catalog_fingerprint": model.catalog_fingerprint,
     }
-    best_weights = copy.deepcopy(model.state_dict())
 
     out = Path(output_dir) if output_dir is not None else None
-    if out is not None and (out / STATE_NAME).is_file():
-        if resume:
-            state = read_json(out / STATE_NAME)
-            _check_resumable(state, model, out / STATE_NAME)
-            ckpt = out / state["checkpoint"]
-            model.load_state_dict(load_file(ckpt / "model.safetensors"))
-            optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-            for group in optimizer.param_groups:  # a resumed run may change the learning schedule
-                group["lr"], group["weight_decay"] = config.lr, config.weight_decay
-            best_weights = load_file(out / "model.safetensors") if state["best_epoch"] else model.state_dict()
-            best_weights = copy.deepcopy(best_weights)
-            logger.info(
-                "resuming %s from epoch %d (best %s %.4f at epoch %d)",
-                out,
-                state["epoch"],
-                VALID_METRIC,
-                state["best_metric"],
-                state["best_epoch"],
-            )
-        else:
-            for old in [out / STATE_NAME, *out.glob("checkpoint-*")]:
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
+    found = latest_checkpoint(out) if out is not None else None
+    if found is not None and not resume:
+        for _, old in checkpoint_steps(out):
+            shutil.rmtree(old)
+    elif found is not None:
+        state = load_checkpoint(found, **parts, resume_key=resume_key).state
+        for group in optimizer.param_groups:  # a resumed run may change the learning schedule
+            group["lr"], group["weight_decay"] = config.lr, config.weight_decay
+        best_weights = load_file(out / "model.safetensors") if state["best_epoch"] else model.state_dict()
+        best_weights = copy.deepcopy(best_weights)
+        logger.info(
+            "resuming %s from epoch %d (best %s %.4f at epoch %d)",
+            out,
+            state["epoch"],
+            VALID_METRIC,
+            state["best_metric"],
+            state["best_epoch"],
+        )
 
     inputs, targets = training_arrays(dataset.train_sequences(), config.max_len)
     valid = dataset.valid_examples()
@@ -237,7 +197,7 @@ def train_sasrec(
         state["history"].append(entry)
         state["config"] = asdict(config)
         if out is not None:
-            _save_checkpoint(out, model, optimizer, state)
+            save_checkpoint(out, epoch, **parts, resume_key=resume_key, state=state, keep=1)
         last_epoch_s = time.perf_counter() - session_start - elapsed
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}", best=f"{state['best_metric']:.4f}")

@@ -15,7 +15,7 @@ from typing import Literal, TypeGuard
 import numpy as np
 
 from genrec.data.dataset import Catalog, Item
-from genrec.data.text import STOPWORDS, PhraseMatcher, normalize_phrase
+from genrec.data.text import STOPWORDS, PhraseMatcher, normalize_phrase, word_tokens
 
 PRICE_BAND_NAMES = ("budget", "mid-range", "premium")
 # Titles shorter than this are not matched as item names (a one-word title reads as an ordinary word), so
@@ -188,3 +188,14 @@ class AttributeVocabulary:
     def find(self, text: str) -> list[tuple[str, frozenset[Attribute]]]:
         """Each vocabulary phrase named in ``text`` (text order) with the attributes it can refer to."""
         return [(phrase, self.phrases[phrase]) for phrase in self._matcher.find(text)]
+
+    def delexicalize(self, text: str) -> str:
+        """``text``'s words with every phrase it names replaced by its kind (``<brand>``, ``<item>``, ...):
+        what is left is the phrasing, which distinct catalog facts alone cannot make unique."""
+        tokens = word_tokens(text)
+        out, last = [], 0
+        for start, end in self._matcher.spans(tokens):
+            kinds = sorted({a.kind for a in self.phrases[" ".join(tokens[start:end])]})
+            out += [*tokens[last:start], "<" + "|".join(kinds) + ">"]
+            last = end
+        return " ".join(out + tokens[last:])

@@ -80,6 +80,10 @@ class PhraseMatcher:
         """Normalized phrases (see :func:`normalize_phrase`) found in ``text`` (a string or its word tokens),
         in text order; a phrase occurring twice is returned twice."""
         tokens = word_tokens(text) if isinstance(text, str) else list(text)
+        return [" ".join(tokens[start:end]) for start, end in self.spans(tokens)]
+
+    def spans(self, tokens: Sequence[str]) -> list[tuple[int, int]]:
+        """``(start, end)`` token spans of the phrases :meth:`find` returns, in text order."""
         spans: list[tuple[int, int]] = []
         for start, token in enumerate(tokens):
             for candidate in self._by_first.get(token, ()):
@@ -92,4 +96,4 @@ class PhraseMatcher:
             if not any(taken[start:end]):
                 taken[start:end] = [True] * (end - start)
                 chosen.append((start, end))
-        return [" ".join(tokens[start:end]) for start, end in sorted(chosen)]
+        return sorted(chosen)

@@ -10,7 +10,7 @@ from genrec.diffusion.conditioning import ThumbnailConditioner
 from genrec.diffusion.data import ItemImages, PairSampler, load_item_images
 from genrec.diffusion.models import build_unet, build_vae
 from genrec.diffusion.pipeline import PersonalizedThumbnailPipeline
-from genrec.diffusion.trainer import ThumbnailTrainer, ThumbnailTrainingConfig, latest_checkpoint
+from genrec.diffusion.trainer import ThumbnailTrainer, ThumbnailTrainingConfig
 
 __all__ = [
     "ThumbnailConditioner",
@@ -22,5 +22,4 @@ __all__ = [
     "load_item_images",
     "build_unet",
     "build_vae",
-    "latest_checkpoint",
 ]

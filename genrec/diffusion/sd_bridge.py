@@ -24,12 +24,12 @@ import torch
 from accelerate import Accelerator
 from diffusers import ConfigMixin, ModelMixin, StableDiffusionPipeline
 from diffusers.configuration_utils import register_to_config
-from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from genrec.errors import CheckpointMismatchError
-from genrec.utils.io import atomic_directory, atomic_write_json, read_json
+from genrec.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from genrec.utils.io import atomic_directory
 from genrec.utils.runtime import get_logger
 
 logger = get_logger(__name__)
@@ -244,8 +244,8 @@ def train_soft_prompt(
     image. Without ``pairs`` example ``k`` is image ``k`` with user vector ``k``; ``pairs`` is an
     ``(M, 2)`` array of ``(user row, image row)`` examples. Each step draws ``batch_size`` examples with
     replacement. All randomness of step ``s`` (rows, VAE sample, user dropout, noise, timesteps) comes from
-    a generator seeded by ``(seed, process, s)``, so ``<output_dir>/checkpoint`` (the soft prompt, the
-    optimizer state, the step) is all ``resume=True`` needs to continue the run exactly. The trained soft
+    a generator seeded by ``(seed, process, s)``, so ``<output_dir>/checkpoint-<step>`` (the soft prompt,
+    the optimizer state, the step) is all ``resume=True`` needs to continue the run exactly. The trained soft
     prompt is saved to ``<output_dir>/soft_prompt`` (``UserSoftPrompt.from_pretrained`` loads it). The
     wrapped pipeline is moved to the accelerator's device, and cast to the mixed-precision dtype, in place.
     """
@@ -280,8 +280,14 @@ def train_soft_prompt(
     opt = torch.optim.AdamW(soft_prompt.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     out = Path(cfg.output_dir)
     start = 0
-    if resume and (out / "checkpoint" / "state.json").is_file():
-        start = _load_soft_prompt_checkpoint(out / "checkpoint", soft_prompt, opt, acc)
+    optimizers = {"optimizer": opt} | ({"scaler": acc.scaler} if acc.scaler is not None else {})
+    resume_key = {key: soft_prompt.config[key] for key in _ARCHITECTURE}
+    found = latest_checkpoint(out) if resume else None
+    if found is not None:
+        ckpt = load_checkpoint(
+            found, modules={"soft_prompt": soft_prompt}, optimizers=optimizers, resume_key=resume_key
+        )
+        start = ckpt.step
         logger.info("resuming soft-prompt training from step %d of %d", start, cfg.steps)
     elif resume:
         logger.info("no checkpoint in %s; training from step 0", out)
@@ -316,8 +322,14 @@ def train_soft_prompt(
             done = step + 1
             if done % cfg.save_every == 0 or done == cfg.steps:
                 if acc.is_main_process:
-                    _save_soft_prompt_checkpoint(
-                        out / "checkpoint", acc.unwrap_model(model), opt, acc, done, cfg
+                    save_checkpoint(
+                        out,
+                        done,
+                        modules={"soft_prompt": acc.unwrap_model(model)},
+                        optimizers=optimizers,
+                        resume_key=resume_key,
+                        state={"config": cfg.to_dict()},
+                        keep=1,
                     )
                 acc.wait_for_everyone()
     finally:
@@ -328,30 +340,3 @@ def train_soft_prompt(
         logger.info("soft prompt saved to %s (step %d)", out / "soft_prompt", max(start, cfg.steps))
     acc.wait_for_everyone()
     return losses
-
-
-def _save_soft_prompt_checkpoint(
-    folder: Path, soft_prompt: UserSoftPrompt, opt, acc: Accelerator, step: int, cfg: SoftPromptTrainingConfig
-) -> None:
-    """Written into a fresh folder that replaces ``folder`` in one step: never half a checkpoint."""
-    with atomic_directory(folder) as tmp:
-        soft_prompt.save_pretrained(tmp / "soft_prompt")
-        scaler = acc.scaler.state_dict() if acc.scaler is not None else None
-        torch.save({"optimizer": opt.state_dict(), "scaler": scaler}, tmp / "optimizer.pt")
-        atomic_write_json(tmp / "state.json", {"step": step, "config": cfg.to_dict()})
-
-
-def _load_soft_prompt_checkpoint(folder: Path, soft_prompt: UserSoftPrompt, opt, acc: Accelerator) -> int:
-    saved = read_json(folder / "soft_prompt" / "config.json")
-    for key in _ARCHITECTURE:
-        if saved.get(key) != soft_prompt.config[key]:
-            raise CheckpointMismatchError(
-                f"{folder / 'soft_prompt' / 'config.json'}: {key}={saved.get(key)!r} but this run has "
-                f"{soft_prompt.config[key]!r}; start a new output_dir or match the config"
-            )
-    soft_prompt.load_state_dict(load_file(folder / "soft_prompt" / "diffusion_pytorch_model.safetensors"))
-    state = torch.load(folder / "optimizer.pt", weights_only=True)
-    opt.load_state_dict(state["optimizer"])
-    if acc.scaler is not None and state.get("scaler"):
-        acc.scaler.load_state_dict(state["scaler"])
-    return int(read_json(folder / "state.json")["step"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -44,13 +43,24 @@ from genrec.diffusion.models import build_unet, build_vae, predict_noise
 from genrec.diffusion.pipeline import PersonalizedThumbnailPipeline
 from genrec.errors import CheckpointMismatchError
 from genrec.users import MeanItemEncoder, UserEncoder
-from genrec.utils.io import atomic_write_json, read_json
+from genrec.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from genrec.utils.io import atomic_write_json
 from genrec.utils.runtime import get_logger, seed_everything
 
 logger = get_logger(__name__)
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# a resumed UNet run must condition the same way as the saved one
+_CONDITIONER_KEY = (
+    "user_dim",
+    "item_dim",
+    "cross_attention_dim",
+    "num_user_tokens",
+    "num_item_tokens",
+    "history_tokens",
+    "catalog_fingerprint",
+)
 
 
 @dataclass
@@ -218,12 +228,17 @@ class ThumbnailTrainer:
             return AutoencoderKL.from_pretrained(final).eval().requires_grad_(False)
         vae = build_vae(cfg.vae_block_out_channels, cfg.vae_latent_channels, sample_size=cfg.image_size)
         opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
-        ckpt_dir = self.output_dir / "vae-checkpoint"
+        ckpt_dir = self.output_dir / "vae-checkpoints"
+        parts = {"modules": {"vae": vae}, "optimizers": {"optimizer": opt}}
+        resume_key = {
+            k: getattr(cfg, k) for k in ("vae_block_out_channels", "vae_latent_channels", "image_size")
+        }
         start = 0
         rng = np.random.default_rng(cfg.seed + 1)
-        if resume and (ckpt_dir / "state.json").is_file():
-            start, rng_state = _load_stage(ckpt_dir, {"vae": vae}, opt)
-            rng.bit_generator.state = rng_state
+        found = latest_checkpoint(ckpt_dir) if resume else None
+        if found is not None:
+            ckpt = load_checkpoint(found, **parts, resume_key=resume_key)
+            start, rng.bit_generator.state = ckpt.step, ckpt.state["rng"]
         vae_loss, opt = self.accelerator.prepare(_VAELoss(vae, cfg.vae_kl_weight), opt)
         rows = self.train_item_rows
         bar = tqdm(
@@ -241,7 +256,8 @@ class ThumbnailTrainer:
             opt.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if (step + 1) % cfg.save_every == 0 and self.accelerator.is_main_process:
-                _save_stage(ckpt_dir, {"vae": vae}, opt, step + 1, rng.bit_generator.state)
+                state = {"rng": rng.bit_generator.state}
+                save_checkpoint(ckpt_dir, step + 1, **parts, resume_key=resume_key, state=state, keep=1)
         vae = vae.eval().requires_grad_(False)
         vae.register_to_config(scaling_factor=self._latent_scale(vae))
         if self.accelerator.is_main_process:
@@ -346,13 +362,22 @@ class ThumbnailTrainer:
         )
         start = 0
         gen = torch.Generator().manual_seed(rank_seed + 3)  # noise, timesteps and condition dropout
-        ckpt = latest_checkpoint(self.output_dir) if resume else None
-        if ckpt is not None:
-            start = self._load_checkpoint(
-                ckpt, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
-            )
-            logger.info("resumed from %s at step %d", ckpt, start)
+        parts = {
+            "modules": {"unet": unet, "conditioner": conditioner},
+            "optimizers": {"optimizer": opt, "lr_scheduler": lr_sched},
+            "generators": {"noise": gen},
+            "resume_key": {k: conditioner.config[k] for k in _CONDITIONER_KEY},
+        }
+        emas = {"ema_unet": ema_unet, "ema_conditioner": ema_cond}
+        found = latest_checkpoint(self.output_dir) if resume else None
+        if found is not None:
+            ckpt = load_checkpoint(found, **parts)
+            for name, ema in emas.items():
+                _load_ema(ema, ckpt.tensors(name), ckpt.state[name], found)
+            sampler.load_state_dict(ckpt.state["sampler"])
+            start = ckpt.step
         unet, conditioner, opt, lr_sched = acc.prepare(unet, conditioner, opt, lr_sched)
+        parts["modules"] = {"unet": _unwrap(unet), "conditioner": _unwrap(conditioner)}
         ema_unet.to(acc.device)
         ema_cond.to(acc.device)
 
@@ -408,8 +433,15 @@ class ThumbnailTrainer:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             done = step + 1
             if acc.is_main_process and (done % cfg.save_every == 0 or done == cfg.train_steps):
-                self._save_checkpoint(
-                    done, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
+                counters = {name: ema.state_dict() for name, ema in emas.items()}
+                shadows = {name: _shadow_tensors(sd) for name, sd in counters.items()}  # pops the tensors
+                save_checkpoint(
+                    self.output_dir,
+                    done,
+                    **parts,
+                    tensors=shadows,
+                    state={"sampler": sampler.state_dict(), **counters},
+                    keep=cfg.keep_checkpoints,
                 )
             if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
                 pipe = self._ema_pipeline(unet, conditioner, ema_unet, ema_cond, noise_scheduler)
@@ -462,57 +494,6 @@ class ThumbnailTrainer:
             rows.append((real, fake))
         return save_grid(rows, path, titles=("recent history", "generated"))
 
-    # -- checkpoints -----------------------------------------------------------------------------
-    def _save_checkpoint(
-        self, step, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
-    ) -> None:
-        path = self.output_dir / f"checkpoint-{step:06d}"
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _unwrap(unet).save_pretrained(tmp / "unet")
-        _unwrap(conditioner).save_pretrained(tmp / "conditioner")
-        _save_ema(ema_unet, tmp / "ema_unet")
-        _save_ema(ema_cond, tmp / "ema_conditioner")
-        torch.save(
-            {"optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict()}, tmp / "optimizer.pt"
-        )
-        save_file({"generator": gen.get_state()}, str(tmp / "rng.safetensors"))
-        atomic_write_json(tmp / "state.json", {"step": step, "sampler": sampler.state_dict()})
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)  # a checkpoint folder exists only once complete
-        for old in sorted(_checkpoints(self.output_dir))[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old[1], ignore_errors=True)
-
-    def _load_checkpoint(
-        self, path, unet, conditioner, opt, lr_sched, ema_unet, ema_cond, sampler, gen
-    ) -> int:
-        saved = read_json(path / "conditioner" / "config.json")
-        for key in (
-            "user_dim",
-            "item_dim",
-            "cross_attention_dim",
-            "num_user_tokens",
-            "num_item_tokens",
-            "history_tokens",
-            "catalog_fingerprint",
-        ):
-            if saved.get(key) != conditioner.config[key]:
-                raise CheckpointMismatchError(
-                    f"{path / 'conditioner' / 'config.json'}: {key}={saved.get(key)!r} but this run has "
-                    f"{conditioner.config[key]!r}; start a new output_dir or match the config"
-                )
-        unet.load_state_dict(load_file(path / "unet" / "diffusion_pytorch_model.safetensors"))
-        conditioner.load_state_dict(load_file(path / "conditioner" / "diffusion_pytorch_model.safetensors"))
-        _load_ema(ema_unet, path / "ema_unet")
-        _load_ema(ema_cond, path / "ema_conditioner")
-        state = torch.load(path / "optimizer.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        lr_sched.load_state_dict(state["lr_scheduler"])
-        meta = read_json(path / "state.json")
-        sampler.load_state_dict(meta["sampler"])
-        gen.set_state(load_file(path / "rng.safetensors")["generator"])
-        return int(meta["step"])
-
 
 def _training_target(
     prediction_type: str, scheduler: DDPMScheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
@@ -549,61 +530,21 @@ def _random_crops(x: torch.Tensor, size: int | None, rng: np.random.Generator) -
     return torch.stack([img[:, t : t + size, s : s + size] for img, t, s in zip(x, tops, lefts)])
 
 
-def _checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in output_dir.glob("checkpoint-*"):
-        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and (p / "state.json").is_file():
-            out.append((int(m.group(1)), p))
-    return out
+def _shadow_tensors(ema_state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Pops an ``EMAModel.state_dict()``'s shadow weights as named tensors; its counters stay (JSON)."""
+    return {f"{i:05d}": p for i, p in enumerate(ema_state.pop("shadow_params"))}
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    found = sorted(_checkpoints(Path(output_dir)))
-    return found[-1][1] if found else None
-
-
-def _save_ema(ema: EMAModel, folder: Path) -> None:
-    """EMA shadow weights as safetensors, its counters as JSON (no pickles in checkpoints)."""
-    state = ema.state_dict()
-    shadow = state.pop("shadow_params")
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {f"{i:05d}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)},
-        str(folder / "shadow.safetensors"),
-    )
-    atomic_write_json(folder / "state.json", state)
-
-
-def _load_ema(ema: EMAModel, folder: Path) -> None:
-    shadow = load_file(folder / "shadow.safetensors")
+def _load_ema(ema: EMAModel, shadow: dict[str, torch.Tensor], counters: dict[str, Any], path: Path) -> None:
     if len(shadow) != len(ema.shadow_params):
         raise CheckpointMismatchError(
-            f"{folder}: {len(shadow)} EMA tensors, model has {len(ema.shadow_params)}"
+            f"{path}: {len(shadow)} EMA tensors, model has {len(ema.shadow_params)}"
         )
-    ema.load_state_dict(
-        {**read_json(folder / "state.json"), "shadow_params": [shadow[k] for k in sorted(shadow)]}
-    )
+    ema.load_state_dict({**counters, "shadow_params": [shadow[k] for k in sorted(shadow)]})
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
-
-
-def _save_stage(folder: Path, models: dict[str, Any], opt, step: int, rng_state: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, model in models.items():
-        model.save_pretrained(folder / name)
-    torch.save(opt.state_dict(), folder / "optimizer.pt")
-    atomic_write_json(folder / "state.json", {"step": step, "rng": rng_state})
-
-
-def _load_stage(folder: Path, models: dict[str, Any], opt) -> tuple[int, dict]:
-    for name, model in models.items():
-        model.load_state_dict(load_file(folder / name / "diffusion_pytorch_model.safetensors"))
-    opt.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    state = read_json(folder / "state.json")
-    return int(state["step"]), state["rng"]
 
 
 def step_time_summary(times: Sequence[float], skip: int = 5) -> float:

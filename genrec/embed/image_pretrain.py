@@ -28,6 +28,7 @@ from genrec.embed.encoder import l2_normalize
 from genrec.embed.image import torch_device, weights_digest
 from genrec.embed.pixels import load_image, load_item_images
 from genrec.errors import CheckpointMismatchError, DataFormatError
+from genrec.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from genrec.utils.io import atomic_write, atomic_write_json, read_json
 from genrec.utils.runtime import get_logger
 
@@ -37,7 +38,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "genrec-image-encoder"
 FORMAT_VERSION = 1
-_CHECKPOINT = "image_pretrain_training.pt"
 _RESUME_FREE = ("steps", "checkpoint_every")  # may change between a run and its resumption
 
 # Small backbones that train in CPU-minutes on 64x64 posters; ``backbone_kwargs`` override them.
@@ -255,8 +255,10 @@ def pretrain_image_encoder(
     )
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
-    ckpt = Path(output_dir) / _CHECKPOINT if output_dir is not None else None
-    start = _load_checkpoint(ckpt, config, model, opt, gen) if ckpt is not None and ckpt.is_file() else 0
+    resume_key = {k: v for k, v in asdict(config).items() if k not in _RESUME_FREE}
+    parts = {"modules": {"model": model}, "optimizers": {"optimizer": opt}, "generators": {"data": gen}}
+    found = latest_checkpoint(output_dir) if output_dir is not None else None
+    start = load_checkpoint(found, **parts, resume_key=resume_key).step if found is not None else 0
     batch = min(config.batch_size, len(items))
 
     def embed(item_idx: torch.Tensor) -> torch.Tensor:
@@ -282,48 +284,10 @@ def pretrain_image_encoder(
         loss.backward()
         opt.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", scale=f"{model.logit_scale().item():.1f}")
-        if ckpt is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
-            _save_checkpoint(ckpt, config, step + 1, model, opt, gen)
+        if output_dir is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+            save_checkpoint(output_dir, step + 1, **parts, resume_key=resume_key, keep=1)
     model.eval()
     if output_dir is not None:
         model.save_pretrained(output_dir, config)
         logger.info("image encoder saved to %s", output_dir)
     return model
-
-
-def _resume_key(config: ImagePretrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(config).items() if k not in _RESUME_FREE}
-
-
-def _save_checkpoint(
-    path: Path, config: ImagePretrainConfig, step: int, model: nn.Module, opt: Any, gen: torch.Generator
-) -> None:
-    state = {
-        "config": _resume_key(config),
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "generator": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    with atomic_write(path, "wb") as fh:
-        torch.save(state, fh)
-
-
-def _load_checkpoint(
-    path: Path, config: ImagePretrainConfig, model: nn.Module, opt: Any, gen: torch.Generator
-) -> int:
-    """Restore training state and return the next step; a checkpoint of another config fails clearly."""
-    state = torch.load(path, weights_only=True, map_location="cpu")
-    current = _resume_key(config)
-    if state["config"] != current:
-        diff = sorted(k for k in current if state["config"].get(k) != current[k])
-        raise CheckpointMismatchError(
-            f"{path}: saved with a different image-pretraining config ({', '.join(diff)})"
-        )
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    logger.info("image pretraining: resuming from %s after step %d", path, state["step"])
-    return int(state["step"])

@@ -21,6 +21,9 @@ Feature metrics are PEPLER's ``utils.py`` definitions; features are found by who
 * **FCR**: distinct features generated over all outputs / size of the feature vocabulary.
 * **DIV**: mean over all pairs of outputs of the number of features they share (lower is more diverse).
 * **USR**: distinct token sequences / number of outputs.
+* **USR (delexicalized)**, ``usr_delex``: USR once every title, brand, category and price band an output
+  names is replaced by its kind (:meth:`AttributeVocabulary.delexicalize`). A verbalizer that quotes
+  titles has USR near 1 by construction; this counts distinct phrasings instead.
 
 Faithfulness (:func:`check_explanation`): the brands, categories, item titles and price bands an
 explanation names, matched against the catalog's vocabulary, must belong to the recommended item or to
@@ -97,6 +100,11 @@ def unique_sentence_ratio(hypotheses: Sequence[str]) -> float:
     if not hypotheses:
         raise ValueError("no explanations to score")
     return len({tuple(metric_tokens(h)) for h in hypotheses}) / len(hypotheses)
+
+
+def delexicalized_usr(hypotheses: Sequence[str], vocabulary: AttributeVocabulary) -> float:
+    """USR over :meth:`AttributeVocabulary.delexicalize`-d outputs: distinct phrasings / outputs."""
+    return unique_sentence_ratio([vocabulary.delexicalize(h) for h in hypotheses])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,14 +264,18 @@ def explanation_metrics(
     features: Iterable[str] | None = None,
     reference_features: Sequence[str | Collection[str] | None] | None = None,
     faithfulness: Sequence[FaithfulnessResult] | None = None,
+    vocabulary: AttributeVocabulary | None = None,
 ) -> dict[str, float]:
     """All metrics the inputs allow, under the keys the bench JSONs use.
 
     Always ``usr``; with ``references``: ``bleu1``, ``bleu4``, ``rouge1``, ``rouge2``, ``rougeL``
     (percent); with ``features``: ``fcr`` and ``div``, plus ``fmr`` given ``reference_features``; with
-    ``faithfulness`` results (one per hypothesis): ``faithfulness`` and ``hallucination_rate``.
+    ``faithfulness`` results (one per hypothesis): ``faithfulness`` and ``hallucination_rate``; with a
+    catalog ``vocabulary``: ``usr_delex``.
     """
     out = {"usr": unique_sentence_ratio(hypotheses)}
+    if vocabulary is not None:
+        out["usr_delex"] = delexicalized_usr(hypotheses, vocabulary)
     if references is not None:
         out["bleu1"] = bleu(references, hypotheses, max_order=1)
         out["bleu4"] = bleu(references, hypotheses, max_order=4)

@@ -15,15 +15,17 @@ import functools
 import math
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models, pre_tokenizers
+from torch import nn
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 from transformers import (
@@ -34,8 +36,6 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from genrec.data.dataset import SequenceDataset, SplitExamples
 from genrec.decoding import ItemTrie, constrained_beam_search
@@ -49,6 +49,7 @@ from genrec.utils import (
     read_json,
     seed_everything,
 )
+from genrec.utils.checkpoint import TRAINER_STATE, checkpoint_steps, latest_checkpoint
 
 logger = get_logger(__name__)
 
@@ -67,6 +68,10 @@ class CompactConfig:
     num_kv_heads: int | None = None
     intermediate_size: int = 512
     attention_dropout: float = 0.1
+    # Llama has no other dropout; these add GPT-2's: on the token embeddings, and on each attention and MLP
+    # branch before it joins the residual stream (training only; decoding is unchanged)
+    embedding_dropout: float = 0.0
+    residual_dropout: float = 0.0
     max_items: int = 20  # history items kept (the most recent ones)
 
     def llama_config(
@@ -86,6 +91,20 @@ class CompactConfig:
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
+
+
+def add_dropout(model: LlamaForCausalLM, config: CompactConfig) -> None:
+    """Registers ``config``'s embedding and residual dropout as forward hooks (active in train mode only)."""
+
+    def hook(p: float) -> Callable[[nn.Module, Any, torch.Tensor], torch.Tensor]:
+        return lambda module, args, output: F.dropout(output, p, module.training)
+
+    if config.embedding_dropout:
+        model.model.embed_tokens.register_forward_hook(hook(config.embedding_dropout))
+    if config.residual_dropout:
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.register_forward_hook(hook(config.residual_dropout))
+            layer.mlp.down_proj.register_forward_hook(hook(config.residual_dropout))
 
 
 def build_sid_tokenizer(sid_tokens: Sequence[str]) -> PreTrainedTokenizerFast:
@@ -115,6 +134,7 @@ class CompactRecommender:
         self.tokenizer = tokenizer
         self.item_token_ids = np.asarray(item_token_ids, dtype=np.int64)
         self.config = config
+        add_dropout(model, config)
         self.catalog_fingerprint = catalog_fingerprint
         self.trie = ItemTrie.from_token_ids(self.item_token_ids)
 
@@ -273,6 +293,7 @@ class CompactTrainingConfig:
     warmup_steps: int = 100  # linear from 0 (transformers' schedule: the first step has lr 0)
     min_lr_ratio: float = 0.1  # the cosine decay ends at learning_rate * min_lr_ratio
     max_grad_norm: float = 1.0
+    label_smoothing: float = 0.0  # transformers' label_smoothing_factor on every SID-token target
     eval_users: int = 2000  # validation users sampled (fixed) for early stopping; 0 = all
     eval_beams: int = 20
     eval_batch_size: int = 64
@@ -491,6 +512,7 @@ def _training_args(config: CompactTrainingConfig) -> TrainingArguments:
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": config.min_lr_ratio},
         max_grad_norm=config.max_grad_norm,
+        label_smoothing_factor=config.label_smoothing,
         logging_strategy="epoch",
         eval_strategy="epoch",
         save_strategy="epoch",
@@ -502,20 +524,6 @@ def _training_args(config: CompactTrainingConfig) -> TrainingArguments:
         remove_unused_columns=False,
         report_to="none",
     )
-
-
-def _last_checkpoint(out: Path) -> Path | None:
-    """The newest complete ``checkpoint-<step>`` in ``out``.
-
-    transformers writes ``trainer_state.json`` last, so a folder without it is a save cut short (the process
-    was killed while writing): it is removed, and the previous checkpoint, kept until then, is the one.
-    """
-    while out.is_dir() and (found := get_last_checkpoint(str(out))) is not None:
-        if (Path(found) / TRAINER_STATE_NAME).is_file():
-            return Path(found)
-        logger.warning("%s is incomplete (no %s): removing it", found, TRAINER_STATE_NAME)
-        shutil.rmtree(found)
-    return None
 
 
 def _check_resumable(checkpoint: Path, rec: CompactRecommender) -> None:
@@ -561,19 +569,19 @@ def train_compact(
     out = Path(config.output_dir)
     fingerprint = dataset.catalog.fingerprint()
     rec = CompactRecommender.from_item_tokens(item_tokens, config.compact, fingerprint, seed=config.seed)
-    checkpoint = _last_checkpoint(out)
+    checkpoint = latest_checkpoint(out)
     if checkpoint is None and config.resume and (out / "last").is_dir():
         logger.warning("%s/last: the pre-Trainer checkpoint format, not resumed; training from scratch", out)
     if checkpoint is not None and not config.resume:
         logger.warning("resume=False: removing the checkpoints in %s", out)
-        for stale in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        for _, stale in checkpoint_steps(out):
             shutil.rmtree(stale)
         checkpoint = None
     progress = {"epoch": 0, "bad_epochs": 0}
     if checkpoint is not None:
         _check_resumable(checkpoint, rec)
         progress = _progress(
-            _epoch_history(read_json(checkpoint / TRAINER_STATE_NAME)["log_history"]), config.metric
+            _epoch_history(read_json(checkpoint / TRAINER_STATE)["log_history"]), config.metric
         )
         logger.info("resuming from %s (epoch %d)", checkpoint, progress["epoch"])
     logger.info("compact model: %.2fM parameters, %d threads", rec.num_parameters() / 1e6, threads)
@@ -593,10 +601,10 @@ def train_compact(
         logger.info("%s: the run has finished (epoch %d)", checkpoint, progress["epoch"])
 
     best = out / "best"
-    checkpoint = _last_checkpoint(out)
+    checkpoint = latest_checkpoint(out)
     if checkpoint is None or not (best / _META).is_file():
         raise RuntimeError(f"no epoch finished; nothing saved in {out}")
-    state = read_json(checkpoint / TRAINER_STATE_NAME)
+    state = read_json(checkpoint / TRAINER_STATE)
     history = _epoch_history(state["log_history"])
     summary = {**_progress(history, config.metric), "step": state["global_step"], "history": history}
     atomic_write_json(out / "trainer_state.json", {**summary, "config": asdict(config)})

@@ -8,6 +8,7 @@ output depends on :class:`ExplanationConfig` and the library defaults only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,10 @@ class ExplanationConfig:
     ``do_sample=True`` tokens are sampled at ``temperature`` from the top-``top_p`` mass (seed torch for
     repeatable samples). ``template`` names the explanation template; ``phrasing`` picks its phrasing.
     ``grounded`` (default) bans brand, category and price-band phrases that neither the item nor the
-    history has (:mod:`genrec.decoding.grounded`), as the item trie keeps recommendations in the catalog."""
+    history has (:mod:`genrec.decoding.grounded`), as the item trie keeps recommendations in the catalog.
+    ``whole_sentences`` (default) trims a text that ran out of ``max_new_tokens`` back to its last complete
+    sentence, so a shopper never reads an explanation that stops mid-title. ``no_repeat_ngram_size`` stops
+    the loops a small model falls into ("Body Washes, Bath & Body Washes, Body Washes, ...")."""
 
     max_new_tokens: int = 64
     do_sample: bool = False
@@ -33,8 +37,12 @@ class ExplanationConfig:
     template: str = "explanation"
     phrasing: int = 0
     grounded: bool = True
+    whole_sentences: bool = True
+    no_repeat_ngram_size: int = 0  # > 0: no n-gram of this size twice in an output (0: off)
 
     def __post_init__(self) -> None:
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
         if self.max_new_tokens < 1 or self.num_beams < 1:
             raise ValueError(
                 f"max_new_tokens and num_beams must be >= 1, got {self.max_new_tokens} and {self.num_beams}"
@@ -55,6 +63,7 @@ class ExplanationConfig:
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             suppress_tokens=list(suppress_ids) or None,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
             **sampling,
         )
 
@@ -68,6 +77,22 @@ def encode_left_padded(tokenizer: Any, texts: Sequence[str]) -> tuple[torch.Tens
     finally:
         tokenizer.padding_side = side
     return enc["input_ids"], enc["attention_mask"]
+
+
+# a sentence ends at . ! or ? (closing quotes or brackets may follow) before whitespace or the end of the text
+_SENTENCE_END = re.compile(r"[.!?][\"\u201d')\]]*(?=\s|$)")
+
+
+def trim_to_sentence(text: str) -> str:
+    """``text`` up to the end of its last complete sentence; unchanged when it has none. A full stop inside
+    an open quotation (a quoted title: "... For Your Face. Botanical ...", "e.l.f. Mascara") ends nothing."""
+
+    def quoted(end: int) -> bool:
+        before = text[:end]
+        return before.count('"') % 2 == 1 or before.count("\u201c") > before.count("\u201d")
+
+    ends = [m.end() for m in _SENTENCE_END.finditer(text) if not quoted(m.end())]
+    return text[: ends[-1]] if ends else text
 
 
 @contextmanager
@@ -93,7 +118,9 @@ def generate_texts(
 ) -> list[str]:
     """One continuation per prompt (special tokens dropped, whitespace stripped), in one ``generate`` call.
     ``logits_processor(prompt_length)``, when given, builds an extra processor for the call; this is how
-    :meth:`GenerativeRecommender.explain` applies ``config.grounded``, which needs the catalog."""
+    :meth:`GenerativeRecommender.explain` applies ``config.grounded``, which needs the catalog.
+    A continuation that ran out of tokens (it ends in neither EOS nor padding) is trimmed to whole sentences
+    when ``config.whole_sentences``."""
     if not prompts:
         return []
     gen_config = config.generation_config(tokenizer, suppress_ids)
@@ -107,4 +134,10 @@ def generate_texts(
             generation_config=gen_config,
             logits_processor=extra,
         )
-    return [text.strip() for text in tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)]
+    new = out[:, ids.shape[1] :]
+    texts = [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    if not config.whole_sentences or new.shape[1] < config.max_new_tokens:
+        return texts
+    stops = torch.tensor([i for i in (gen_config.eos_token_id, gen_config.pad_token_id) if i is not None])
+    cut = ~torch.isin(new[:, -1].cpu(), stops)
+    return [trim_to_sentence(t) if c else t for t, c in zip(texts, cut.tolist())]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +20,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from genrec.errors import CheckpointMismatchError
 from genrec.sid.collisions import group_codes
 from genrec.sid.kmeans import kmeans, nearest
 from genrec.sid.quantizer import ResidualQuantizer, expand_sizes
-from genrec.utils.io import atomic_write
+from genrec.utils.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from genrec.utils.runtime import get_logger
 
 logger = get_logger(__name__)
@@ -150,9 +148,19 @@ class RQVAE(ResidualQuantizer):
         history: list[dict[str, float]] = []
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
         start = 0
-        ckpt = Path(config.checkpoint_dir) / _CHECKPOINT if config.checkpoint_dir else None
-        if ckpt is not None and ckpt.is_file():
-            start, history, best = _load_checkpoint(ckpt, config, model, opt, gen)
+        resume_key = {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_dir")}
+        found = latest_checkpoint(config.checkpoint_dir) if config.checkpoint_dir else None
+        if found is not None:
+            ckpt = load_checkpoint(
+                found,
+                modules={"model": model},
+                optimizers={"optimizer": opt},
+                generators={"shuffle": gen},
+                resume_key=resume_key,
+            )
+            start, history = ckpt.step, ckpt.state["history"]
+            if ckpt.state["best"] is not None:
+                best = (ckpt.state["best"]["rate"], ckpt.state["best"]["epoch"], ckpt.tensors("best"))
         bar = tqdm(range(start, config.epochs), desc="rq-vae epochs", disable=not show_progress)
         for epoch in bar:
             model.train()
@@ -179,8 +187,18 @@ class RQVAE(ResidualQuantizer):
                 if best is None or record["collision_rate"] < best[0]:
                     best = (record["collision_rate"], epoch, copy.deepcopy(model.state_dict()))
             history.append(record)
-            if ckpt is not None:
-                _save_checkpoint(ckpt, config, epoch, model, opt, gen, history, best)
+            if config.checkpoint_dir:
+                save_checkpoint(
+                    config.checkpoint_dir,
+                    epoch + 1,
+                    modules={"model": model},
+                    tensors={} if best is None else {"best": best[2]},
+                    optimizers={"optimizer": opt},
+                    generators={"shuffle": gen},
+                    resume_key=resume_key,
+                    state={"history": history, "best": best and {"rate": best[0], "epoch": best[1]}},
+                    keep=1,
+                )
             bar.set_postfix(recon=f"{totals['recon']:.4f}", quant=f"{totals['quant']:.4f}", dead=sum(dead))
         if best is not None:
             model.load_state_dict(best[2])
@@ -197,42 +215,6 @@ class RQVAE(ResidualQuantizer):
         model = RQVAEModel(int(config["input_dim"]), RQVAEConfig(**config["config"]))
         model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()})
         return cls(model, int(config["input_dim"]))
-
-
-_CHECKPOINT = "rqvae_training.pt"
-
-
-def _save_checkpoint(path: Path, config: RQVAEConfig, epoch: int, model, opt, gen, history, best) -> None:
-    state = {
-        "config": {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_dir")},
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "generator": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "history": history,
-        "best": None if best is None else {"rate": best[0], "epoch": best[1], "state": best[2]},
-    }
-    with atomic_write(path, "wb") as fh:
-        torch.save(state, fh)
-
-
-def _load_checkpoint(path: Path, config: RQVAEConfig, model, opt, gen):
-    """Restore training state; returns ``(next epoch, history, best)``. A different config fails clearly."""
-    state = torch.load(path, weights_only=True)
-    saved = state["config"]
-    current = {k: v for k, v in asdict(config).items() if k not in ("epochs", "checkpoint_dir")}
-    if saved != current:
-        diff = sorted(k for k in current if saved.get(k) != current[k])
-        raise CheckpointMismatchError(f"{path}: saved with a different RQ-VAE config ({', '.join(diff)})")
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    best = state["best"]
-    logger.info("rq-vae: resuming from %s after epoch %d", path, state["epoch"])
-    best_tuple = None if best is None else (best["rate"], best["epoch"], best["state"])
-    return state["epoch"] + 1, state["history"], best_tuple
 
 
 @torch.no_grad()

@@ -8,7 +8,6 @@ to ``output_dir/final`` (see :class:`genrec.model.GenerativeRecommender`).
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from genrec.prompts.templates import load_templates
 from genrec.train.config import SFTRecipe
 from genrec.train.teacher import teacher_explanations
 from genrec.train.trainer import GenRecSFTTrainer
-from genrec.utils import atomic_write, configure_threads, get_logger, seed_everything
+from genrec.utils import atomic_write, configure_threads, get_logger, read_json, seed_everything
+from genrec.utils.checkpoint import TRAINER_STATE, latest_checkpoint
 
 logger = get_logger(__name__)
 
@@ -216,7 +216,6 @@ def train_sft(
     ``dataset``/``sid`` override the recipe's (tests, notebooks); ``model``/``tokenizer`` wrap an already
     loaded LM (``model.base_model`` then names where to reload its base weights from).
     """
-    from transformers.trainer_utils import get_last_checkpoint
 
     configure_threads(recipe.train.num_threads)
     seed_everything(recipe.train.seed)
@@ -225,7 +224,7 @@ def train_sft(
     with atomic_write(out / "recipe.yaml") as fh:
         yaml.safe_dump(recipe.to_dict(), fh, sort_keys=False)
     dataset = dataset if dataset is not None else load_recipe_data(recipe)
-    checkpoint = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    checkpoint = latest_checkpoint(out) if resume else None
     if resume and checkpoint is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", out)
     if checkpoint is not None and (out / "final").is_dir() and _finished(checkpoint, recipe.train.max_steps):
@@ -237,13 +236,12 @@ def train_sft(
     sid = sid if sid is not None else load_or_build_sid(recipe, dataset)
     rec = build_recommender(recipe, dataset.catalog, sid, model=model, tokenizer=tokenizer)
     trainer = build_trainer(recipe, rec, dataset, callbacks)
-    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
     if trainer.is_world_process_zero():
         rec.save_pretrained(out / "final")
     return rec
 
 
-def _finished(checkpoint: str, max_steps: int) -> bool:
+def _finished(checkpoint: Path, max_steps: int) -> bool:
     """Whether ``checkpoint`` already holds a run's last step (``max_steps`` > 0 only)."""
-    state = Path(checkpoint) / "trainer_state.json"
-    return 0 < max_steps <= json.loads(state.read_text(encoding="utf-8"))["global_step"]
+    return 0 < max_steps <= read_json(checkpoint / TRAINER_STATE)["global_step"]
