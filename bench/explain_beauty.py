@@ -76,7 +76,7 @@ def main() -> None:
     walls["train_total"] = training["train_minutes"] * 60
     walls["train_last_call"] = time.perf_counter() - t
 
-    config = ExplanationConfig(max_new_tokens=args.max_new_tokens, no_repeat_ngram_size=args.no_repeat_ngram)
+    config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
     bands = price_bands_of(catalog)
     texts = {"template": verbalize_explanations(catalog, histories, items, bands)}
     extra = FREE_SYSTEM if args.free_decoding else {}

@@ -47,9 +47,6 @@ def parse_bench_args(
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
-        "--no-repeat-ngram", type=int, default=0, help="ExplanationConfig.no_repeat_ngram_size (0: off)"
-    )
-    p.add_argument(
         "--free-decoding", action="store_true", help="also decode the tuned model ungrounded (an ablation)"
     )
     p.add_argument(

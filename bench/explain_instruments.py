@@ -91,7 +91,7 @@ def main() -> None:
     walls["train_total"] = training["train_minutes"] * 60
     walls["train_last_call"] = time.perf_counter() - t
 
-    config = ExplanationConfig(max_new_tokens=args.max_new_tokens, no_repeat_ngram_size=args.no_repeat_ngram)
+    config = ExplanationConfig(max_new_tokens=args.max_new_tokens)
     texts = {"most frequent": [most_frequent(train_targets)] * len(pairs)}
     texts.update(llm_texts(rec, recipe, training, histories, items, config, args, walls))
 

@@ -26,8 +26,7 @@ class ExplanationConfig:
     ``grounded`` (default) bans brand, category and price-band phrases that neither the item nor the
     history has (:mod:`genrec.decoding.grounded`), as the item trie keeps recommendations in the catalog.
     ``whole_sentences`` (default) trims a text that ran out of ``max_new_tokens`` back to its last complete
-    sentence, so a shopper never reads an explanation that stops mid-title. ``no_repeat_ngram_size`` stops
-    the loops a small model falls into ("Body Washes, Bath & Body Washes, Body Washes, ...")."""
+    sentence, so a shopper never reads an explanation that stops mid-title."""
 
     max_new_tokens: int = 64
     do_sample: bool = False
@@ -38,11 +37,8 @@ class ExplanationConfig:
     phrasing: int = 0
     grounded: bool = True
     whole_sentences: bool = True
-    no_repeat_ngram_size: int = 0  # > 0: no n-gram of this size twice in an output (0: off)
 
     def __post_init__(self) -> None:
-        if self.no_repeat_ngram_size < 0:
-            raise ValueError(f"no_repeat_ngram_size must be >= 0, got {self.no_repeat_ngram_size}")
         if self.max_new_tokens < 1 or self.num_beams < 1:
             raise ValueError(
                 f"max_new_tokens and num_beams must be >= 1, got {self.max_new_tokens} and {self.num_beams}"
@@ -63,7 +59,6 @@ class ExplanationConfig:
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             suppress_tokens=list(suppress_ids) or None,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
             **sampling,
         )
 
