@@ -65,10 +65,10 @@ def main() -> None:
     dataset = load_recipe_data(recipe)
     sid = load_or_build_sid(recipe, dataset)
     catalog = dataset.catalog
-    test = dataset.test_examples() if args.split == "test" else dataset.valid_examples()
+    split = dataset.test_examples() if args.split == "test" else dataset.valid_examples()
     users = np.sort(np.random.default_rng(0).choice(dataset.num_users, args.test_users, replace=False))
-    histories = [test.histories[u][-EXPLANATION_HISTORY:] for u in users]
-    items = [int(test.targets[u]) for u in users]
+    histories = [split.histories[u][-EXPLANATION_HISTORY:] for u in users]
+    items = [int(split.targets[u]) for u in users]
     walls["data_and_sids"] = time.perf_counter() - t
 
     t = time.perf_counter()

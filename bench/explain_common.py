@@ -26,6 +26,7 @@ from genrec.model import GenerativeRecommender
 from genrec.model.explain import ExplanationConfig
 from genrec.train import SFTRecipe, train_sft
 from genrec.utils import atomic_write_json, configure_threads, read_json
+from genrec.utils.checkpoint import TRAINER_STATE, latest_checkpoint
 
 OURS = "tuned (LoRA)"
 FREE = "tuned, free decoding"
@@ -78,16 +79,13 @@ def train_explainer(
     out = Path(recipe.train.output_dir)
     ledger = TimeLedger(work_dir / "llm_time.json", minutes)
 
-    def last_state() -> dict[str, Any]:
-        checkpoints = sorted(out.glob("checkpoint-*"), key=lambda q: int(q.name.split("-")[1]))
-        return read_json(checkpoints[-1] / "trainer_state.json") if checkpoints else {"global_step": 0}
-
     # A run whose time budget is spent is loaded, not resumed (train_sft does the same at max_steps).
     if (out / "final").is_dir() and ledger.spent >= ledger.budget:
         rec = GenerativeRecommender.from_pretrained(out / "final", catalog=dataset.catalog)
     else:
         rec = train_sft(recipe, resume=True, dataset=dataset, sid=sid, callbacks=[ledger])
-    state = last_state()
+    checkpoint = latest_checkpoint(out)
+    state = read_json(checkpoint / TRAINER_STATE) if checkpoint is not None else {"global_step": 0}
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     info = {
         "steps": state["global_step"],

@@ -69,9 +69,9 @@ def main() -> None:
     sid = load_or_build_sid(recipe, dataset)
     vocabulary = training_review_features(dataset, reviews)
     by_pair = {(r.user, r.item): r for r in reviews}
-    test = dataset.test_examples() if args.split == "test" else dataset.valid_examples()
+    split = dataset.test_examples() if args.split == "test" else dataset.valid_examples()
     pairs = []  # (user index, history window, item, reference target)
-    for u, (history, item) in enumerate(zip(test.histories, test.targets.tolist())):
+    for u, (history, item) in enumerate(zip(split.histories, split.targets.tolist())):
         review = by_pair.get((dataset.users[u], dataset.catalog[item].id))
         target = select_target(review, vocabulary) if review is not None else None
         if target is not None:

@@ -32,6 +32,7 @@ from genrec.eval import evaluate_lists
 from genrec.model.compact import CompactTrainingConfig, train_compact
 from genrec.train import SFTRecipe, build_recommender, load_or_build_sid, train_sft
 from genrec.utils import configure_threads, read_json, shared_dataset
+from genrec.utils.checkpoint import TRAINER_STATE, latest_checkpoint
 
 NAME = "seqrec_beauty_llm"
 KS = (5, 10)
@@ -124,12 +125,7 @@ def main() -> None:
     rec = train_sft(recipe, resume=True, dataset=dataset, sid=sid, callbacks=[ledger])
     walls["llm_train_last_call"] = time.perf_counter() - t
     walls["llm_train_total"] = ledger.spent
-    state = read_json(
-        sorted(
-            (args.work_dir / "llm").glob("checkpoint-*/trainer_state.json"),
-            key=lambda q: int(q.parent.name.split("-")[1]),
-        )[-1]
-    )
+    state = read_json(latest_checkpoint(args.work_dir / "llm") / TRAINER_STATE)
     t = time.perf_counter()
     top = llm_top(rec)
     walls["llm_test"] = time.perf_counter() - t

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +194,6 @@ def train_sasrec(
             )
         state["epoch"] = epoch
         state["history"].append(entry)
-        state["config"] = asdict(config)
         if out is not None:
             save_checkpoint(out, epoch, **parts, resume_key=resume_key, state=state, keep=1)
         last_epoch_s = time.perf_counter() - session_start - elapsed

@@ -433,14 +433,13 @@ class ThumbnailTrainer:
             bar.set_postfix(loss=f"{loss.item():.4f}")
             done = step + 1
             if acc.is_main_process and (done % cfg.save_every == 0 or done == cfg.train_steps):
-                counters = {name: ema.state_dict() for name, ema in emas.items()}
-                shadows = {name: _shadow_tensors(sd) for name, sd in counters.items()}  # pops the tensors
+                ema_parts = {name: _ema_parts(ema) for name, ema in emas.items()}
                 save_checkpoint(
                     self.output_dir,
                     done,
                     **parts,
-                    tensors=shadows,
-                    state={"sampler": sampler.state_dict(), **counters},
+                    tensors={name: shadow for name, (shadow, _) in ema_parts.items()},
+                    state={"sampler": sampler.state_dict(), **{n: c for n, (_, c) in ema_parts.items()}},
                     keep=cfg.keep_checkpoints,
                 )
             if acc.is_main_process and cfg.sample_every and done % cfg.sample_every == 0:
@@ -530,9 +529,11 @@ def _random_crops(x: torch.Tensor, size: int | None, rng: np.random.Generator) -
     return torch.stack([img[:, t : t + size, s : s + size] for img, t, s in zip(x, tops, lefts)])
 
 
-def _shadow_tensors(ema_state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Pops an ``EMAModel.state_dict()``'s shadow weights as named tensors; its counters stay (JSON)."""
-    return {f"{i:05d}": p for i, p in enumerate(ema_state.pop("shadow_params"))}
+def _ema_parts(ema: EMAModel) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An EMA's shadow weights as named tensors and its counters (JSON): no pickles in checkpoints."""
+    counters = ema.state_dict()
+    shadow = counters.pop("shadow_params")
+    return {f"{i:05d}": p for i, p in enumerate(shadow)}, counters
 
 
 def _load_ema(ema: EMAModel, shadow: dict[str, torch.Tensor], counters: dict[str, Any], path: Path) -> None:

@@ -216,7 +216,6 @@ def train_sft(
     ``dataset``/``sid`` override the recipe's (tests, notebooks); ``model``/``tokenizer`` wrap an already
     loaded LM (``model.base_model`` then names where to reload its base weights from).
     """
-
     configure_threads(recipe.train.num_threads)
     seed_everything(recipe.train.seed)
     out = Path(recipe.train.output_dir)
