@@ -231,3 +231,21 @@ def test_embedding_and_residual_dropout_act_in_training_only():
     hooks = dropped.model.model.layers[0].mlp.down_proj._forward_hooks
     assert len(hooks) == 1 and not plain.model.model.layers[0].mlp.down_proj._forward_hooks
     assert _training_args(CompactTrainingConfig(label_smoothing=0.1)).label_smoothing_factor == 0.1
+
+
+def test_eval_unseen_last_leaves_validation_users_last_training_item_out(tmp_path, dataset):
+    """Only the sampled validation users lose their last training item; their validation examples keep it
+    as the history's last item, which is how test histories end (in an item never trained in context)."""
+    from genrec.model.compact import training_sequences, validation_users
+
+    config = dataclasses.replace(train_config(tmp_path, 1), eval_users=10, eval_unseen_last=True)
+    sampled = validation_users(dataset, config)
+    assert len(sampled) == 10 and len(set(sampled.tolist())) == 10
+    full, trained = dataset.train_sequences(), training_sequences(dataset, config)
+    for i, (seq, kept) in enumerate(zip(full, trained)):
+        np.testing.assert_array_equal(kept, seq[:-1] if i in sampled else seq)
+    valid = dataset.valid_examples().subset(sampled)
+    for history, seq in zip(valid.histories, [full[i] for i in sampled]):
+        np.testing.assert_array_equal(history, seq)  # validation history: the unshortened sequence
+    plain = dataclasses.replace(config, eval_unseen_last=False)
+    assert all(np.array_equal(a, b) for a, b in zip(training_sequences(dataset, plain), full))

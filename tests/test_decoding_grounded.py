@@ -8,7 +8,13 @@ from llm_tiny import tiny_base_model, tiny_dataset, tiny_tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
 
 from genrec.data.attributes import AttributeVocabulary
-from genrec.decoding.grounded import GroundedPhrasesProcessor, PhraseTrie, surface_variants
+from genrec.decoding.grounded import (
+    GroundedPhrasesProcessor,
+    PhraseTrie,
+    QuotedTitlesProcessor,
+    surface_variants,
+    title_cuts,
+)
 from genrec.eval.explain import check_explanations
 from genrec.model.explain import ExplanationConfig, generate_texts
 
@@ -134,9 +140,114 @@ def test_a_model_that_names_a_foreign_brand_is_stopped(tmp_path):
         def factory(n: int) -> LogitsProcessor:
             return _Write(tokens, n, GroundedPhrasesProcessor(trie, [allowed], n) if grounded else None)
 
-        return generate_texts(model, tok, ["Why?"], config, logits_processor=factory)[0]
+        return generate_texts(model, tok, ["Why?"], config, logits_processors=lambda n: [factory(n)])[0]
 
     free, grounded = run(False), run(True)
     checks = check_explanations([free, grounded], [history] * 2, [item] * 2, ds.catalog, vocab)
     assert foreign.lower() in free.lower() and checks[0].hallucinated
     assert not checks[1].hallucinated and foreign.lower() not in grounded.lower()
+
+
+TITLES = ["Caress Beauty Bar Soap, Endless Kiss, 4 Ounce", "Dove Bar Soap (White) - 16 Count"]
+
+
+@pytest.fixture(scope="module")
+def quote_tok():
+    text = " ".join(f'"{t}" and "{t.lower()}", Endless Kicks. ' for t in TITLES)
+    return tiny_tokenizer([text] * 20)
+
+
+def test_title_cuts():
+    assert title_cuts(TITLES[0]) == {
+        len("Caress Beauty Bar Soap"),
+        len("Caress Beauty Bar Soap, Endless Kiss"),
+        len(TITLES[0]),
+    }
+    assert title_cuts(TITLES[1]) == {len("Dove Bar Soap"), len("Dove Bar Soap (White)"), len(TITLES[1])}
+    assert title_cuts("Serum, 1 oz") == {len("Serum, 1 oz")}  # a one-word cut names nothing
+
+
+def test_quotations_must_copy_a_shown_title(quote_tok):
+    tok = quote_tok
+    processor = QuotedTitlesProcessor(tok, [TITLES], prompt_length=0)
+    closing = set(processor.closing)
+    assert closing and all(tok.decode([t]).startswith('"') for t in closing)
+    titles = processor.titles[0]
+
+    def allowed(text: str) -> set[int] | None:
+        return processor.allowed_tokens(ids(tok, text), titles)
+
+    assert allowed("It suits you.") is None  # outside a quotation: free
+    assert allowed('"Caress Beauty Bar Soap" is') is None  # closed again
+    assert allowed('It is "Caress Beauty') == {ids(tok, TITLES[0][len("Caress Beauty") :])[0]}
+    # a natural cut: close here or go on copying
+    assert allowed('"Caress Beauty Bar Soap') == closing | {ids(tok, ", Endless")[0]}
+    assert allowed('"' + TITLES[0]) == closing  # the whole title: only a closing quote
+    # "Endless Kicks" is no shown title's text: the tokens that would write it are not among those allowed
+    after_kiss = allowed('"Caress Beauty Bar Soap, Endless K')
+    assert after_kiss == {ids(tok, TITLES[0][len("Caress Beauty Bar Soap, Endless K") :])[0]}
+    assert allowed('"Nothing like a title') is None  # a quotation no title starts with is left alone
+    both = allowed('"')  # an open quotation may start either title
+    assert both == {ids(tok, TITLES[0])[0], ids(tok, TITLES[1])[0]}
+
+
+def test_a_model_that_respells_a_quoted_title_is_made_to_copy_it(tmp_path):
+    """A scripted model writes a quotation that drifts off the item's title; with the processor the text
+    quotes the title exactly and closes the quote, and the checker finds the item, not a hallucination."""
+    ds = tiny_dataset()
+    path = tiny_base_model(tmp_path, ds.catalog, tied=False)
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    item = ds.catalog[0]
+    title = item.title.strip()
+    words = title.split()
+    drift = '"' + " ".join(words[:1] + ["Zzyzx"] + words[1:])
+    script = ids(tok, drift)
+    processor = QuotedTitlesProcessor(tok, [[title]], prompt_length=0)
+    budget = max(len(script), len(ids(tok, f'"{title}"'))) + 1
+    config = ExplanationConfig(max_new_tokens=budget, whole_sentences=False)
+
+    def run(copy: bool) -> str:
+        def processors(n: int) -> list[LogitsProcessor]:
+            quoted = QuotedTitlesProcessor(tok, [[title]], n, closing=processor.closing)
+            return [_Write(script, n, quoted if copy else None)]
+
+        return generate_texts(model, tok, ["Why?"], config, logits_processors=processors)[0]
+
+    free, copied = run(False), run(True)
+    assert free.startswith(drift) and copied.startswith(f'"{title}"')
+    vocab = AttributeVocabulary.from_catalog(ds.catalog)
+    (check,) = check_explanations([copied], [[]], [0], ds.catalog, vocab)
+    assert check.faithful and [m.source for m in check.mentions][:1] == ["item"]
+
+
+def test_a_copied_title_is_not_cut_by_a_phrase_ban_inside_it(quote_tok):
+    """'Endless' is a brand this row may not name, but inside a quotation of the item's title it is the
+    title's own word: the quotation goes on; outside the quotation the ban holds."""
+    tok = quote_tok
+    trie = PhraseTrie(tok, {"Endless": {"brand:endless"}})
+    prefix = ids(tok, '"Caress Beauty Bar Soap,')
+    endless = ids(tok, TITLES[0][len("Caress Beauty Bar Soap,") :])[0]
+
+    def scores_after(tokens: list[int], copy: bool) -> torch.Tensor:
+        grounding = GroundedPhrasesProcessor(trie, [set()], prompt_length=0)
+        processor = QuotedTitlesProcessor(tok, [TITLES], 0, grounding=grounding) if copy else grounding
+        return processor(torch.tensor([tokens]), torch.zeros(1, len(tok)))[0]
+
+    assert scores_after(prefix, copy=False)[endless] == -float("inf")  # grounding alone cuts the title
+    assert scores_after(prefix, copy=True)[endless] == 0.0
+    outside = ids(tok, '"Caress Beauty Bar Soap" is')
+    assert torch.isinf(scores_after(outside, copy=True)[ids(tok, " Endless")[0]])
+
+
+def test_quotations_of_titles_with_their_own_quotes():
+    from genrec.decoding.grounded import quotations
+
+    title = 'Argan Oil, acclaimed as "Liquid Gold" by all'
+    text = f'"{title}" is an oil. You liked "Dove Bar Soap'
+    plain = quotations(text)  # without the titles, the title's own quotes end the first quotation
+    assert [q.quoted for q in plain][:2] == ["Argan Oil, acclaimed as ", " by all"]
+    spans = quotations(text, [title])
+    assert [(q.quoted, q.closed) for q in spans] == [(title, True), ("Dove Bar Soap", False)]
+    assert text[spans[0].start : spans[0].end] == f'"{title}"' and spans[1].end == len(text)
+    copying = quotations('It is "Argan Oil, acclaimed as "Liq', [title])  # still inside, copying
+    assert [(q.quoted, q.closed) for q in copying] == [('Argan Oil, acclaimed as "Liq', False)]

@@ -230,3 +230,31 @@ def test_faithfulness_metrics(vocab):
     assert metrics["faithfulness"] == 0.5
     with pytest.raises(ValueError, match="4 explanations but 1 faithfulness results"):
         explanation_metrics(["a", "b", "c", "d"], faithfulness=results[:1])
+
+
+def test_a_quotation_copying_the_start_of_a_shown_title_names_that_item(vocab):
+    """Cut where a title reads naturally, a verbatim quotation names its item, even when its words spell
+    another brand or category; the same words unquoted, or the quotation of an unshown item, do not."""
+    oil = _item("G", "Cococare Coconut Oil Mascara Remover, 4 Ounce", "Cococare", ["Beauty", "Oils"], 9.0)
+    catalog = Catalog([*CATALOG, oil])
+    vocab = AttributeVocabulary.from_catalog(catalog, BANDS)
+    cut = '"Cococare Coconut Oil Mascara Remover" is from Cococare.'
+    result = check_explanation(cut, oil, [OPI], vocab)
+    assert result.faithful and [(m.phrase, m.source) for m in result.mentions] == [
+        ("cococare coconut oil mascara remover", "item"),
+        ("cococare", "item"),
+    ]
+    unquoted = check_explanation("Cococare Coconut Oil Mascara Remover is from Cococare.", oil, [OPI], vocab)
+    # another item's title (item D) and a category this one does not have
+    assert [m.phrase for m in unquoted.unsupported] == ["cococare coconut oil", "mascara"]
+    truncated = '"Cococare Coconut Oil Mascara Rem'  # ran out of tokens inside the quotation
+    assert check_explanation(truncated, oil, [OPI], vocab).faithful
+    assert check_explanation('You liked "Cococare Coconut Oil Mascara"', ESSIE, [oil], vocab).faithful
+    assert check_explanation('"Cococare Coconut Oil Mascara"', ESSIE, [OPI], vocab).hallucinated  # not shown
+    wand = _item("H", "Mascara Wand Cleaner Kit", "Wandy", ["Beauty"], 5.0)
+    assert check_explanation('"Mascara Wand" for you', wand, [OPI], vocab).faithful
+    assert check_explanation('"Mascara" for you', wand, [OPI], vocab).hallucinated  # one word: the category
+    respelled = check_explanation('"Cococare Coconut Oils Mascara"', oil, [OPI], vocab)
+    assert respelled.hallucinated  # not verbatim: matched word by word
+    gold = _item("I", 'Argan Oil, acclaimed as "Mascara Gold" by all', "Wandy", ["Beauty"], 5.0)
+    assert check_explanation(f'"{gold.title}" is an oil.', gold, [OPI], vocab).faithful  # its own quotes

@@ -205,7 +205,7 @@ def test_explanations_cut_by_the_token_budget_end_at_a_sentence(setup):
     def run(max_new_tokens: int, **kw) -> str:
         config = ExplanationConfig(max_new_tokens=max_new_tokens, **kw)
         script = functools.partial(_Script, tokens=tokens, eos=tok.eos_token_id)
-        return generate_texts(rec.model, tok, prompt, config, logits_processor=script)[0]
+        return generate_texts(rec.model, tok, prompt, config, logits_processors=lambda n: [script(n)])[0]
 
     assert run(len(tokens)) == "It suits you."  # ran out of tokens mid-sentence: trimmed
     assert run(len(tokens), whole_sentences=False) == "It suits you. You liked the Gel Sooth"

@@ -101,6 +101,12 @@ class SplitExamples:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SplitExamples:
+        """The examples at ``indices``, in that order."""
+        return SplitExamples(
+            [self.users[i] for i in indices], [self.histories[i] for i in indices], self.targets[indices]
+        )
+
 
 class SequenceDataset:
     """A catalog plus chronological user sequences, with the leave-one-out split."""

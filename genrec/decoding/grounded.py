@@ -14,11 +14,16 @@ phrase and the category "Bath" is not.
 
 Matching is on tokens, not words, so it errs strict: a banned phrase is also banned inside a longer word
 ("Nail" in "Nails").
+
+:class:`QuotedTitlesProcessor` keeps quotations true: text inside double quotes copies the title of the
+item or of a shown history item verbatim.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -152,4 +157,137 @@ class GroundedPhrasesProcessor(LogitsProcessor):
                 scores[row] = only
             elif banned:
                 scores[row, banned] = -float("inf")
+        return scores
+
+
+# a title may be quoted up to a natural cut: before a comma, semicolon, bracket, slash or spaced dash
+_TITLE_CUT = re.compile(r"\s*[,;(\[|/]|\s+[-\u2013\u2014]\s")
+MIN_QUOTED_WORDS = 2
+
+
+def title_cuts(title: str) -> set[int]:
+    """Where a quotation of ``title`` may close: its end, and each natural cut after at least two words
+    ("NOW Foods Rose Hip Seed Oil" of "NOW Foods Rose Hip Seed Oil, 1 ounce")."""
+    cuts = {len(title)}
+    for match in _TITLE_CUT.finditer(title):
+        if len(title[: match.start()].split()) >= MIN_QUOTED_WORDS:
+            cuts.add(match.start())
+    return cuts
+
+
+@dataclass(frozen=True)
+class Quotation:
+    """A double-quoted span of a text: ``text[start:end]`` is the quotation with its quotes, ``quoted`` what
+    lies between them; an open quotation (no closing quote yet) runs to the end of the text."""
+
+    start: int
+    end: int
+    quoted: str
+    closed: bool
+
+
+def quotations(text: str, titles: Sequence[str] = ()) -> list[Quotation]:
+    """The quotations of ``text``, left to right. One that copies a title of ``titles`` containing double
+    quotes itself (``Argan Oil ... acclaimed as "Nature's Liquid Gold" ...``) is not ended by them."""
+    found, i = [], 0
+    while (start := text.find('"', i)) >= 0:
+        body = text[start + 1 :]
+        span = None
+        for title in (t for t in titles if '"' in t):
+            if body.startswith(title + '"'):
+                span = (title, True)
+            elif title.startswith(body):
+                span = (body, False)
+            if span:
+                break
+        if span is None:
+            close = body.find('"')
+            span = (body, False) if close < 0 else (body[:close], True)
+        quoted, closed = span
+        end = start + 1 + len(quoted) + closed
+        found.append(Quotation(start, end, quoted, closed))
+        if not closed:
+            break
+        i = end
+    return found
+
+
+def closing_quote_tokens(tokenizer: Any) -> list[int]:
+    """Every token that starts with a double quote (``"``, ``",``, ``".`` ...): what may close a quotation.
+    Decodes the whole vocabulary, so callers that build many processors compute it once."""
+    return [i for i in range(len(tokenizer)) if tokenizer.decode([i]).startswith('"')]
+
+
+class QuotedTitlesProcessor(LogitsProcessor):
+    """Text inside double quotes copies a title verbatim: the item's or a shown history item's.
+
+    Phrase grounding cannot see a quotation that drifts from one title into another, or respells one
+    ("Endless Kicks" for "Endless Kiss"); both read as naming an item the catalog does not have. Inside an
+    open quotation (read by :func:`quotations`) the next token must continue, in the tokenizer's own
+    spelling, a title of ``titles[b]`` that starts with the quoted text, and a closing quote is allowed only
+    at one of :func:`title_cuts`. A quotation that no title starts with (one the model opened mid-word) is
+    left alone. Rows are ``b * num_beams + k`` under beam search; ``prompt_length`` is the (left-padded)
+    prompt width.
+
+    ``grounding`` (a :class:`GroundedPhrasesProcessor`) applies to every row that is not copying a title:
+    a verbatim title names its item whatever brand or category words it contains ("... with Clear Body
+    Pump ..." must not be cut at "Clear"), so a quotation is never cut short by a phrase ban.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        titles: Sequence[Collection[str]],
+        prompt_length: int,
+        num_beams: int = 1,
+        closing: Sequence[int] | None = None,
+        grounding: LogitsProcessor | None = None,
+    ):
+        self.tokenizer = tokenizer
+        self.grounding = grounding
+        self.titles = [{t.strip(): title_cuts(t.strip()) for t in row if t.strip()} for row in titles]
+        self.prompt_length = prompt_length
+        self.num_beams = num_beams
+        self.closing = list(closing) if closing is not None else closing_quote_tokens(tokenizer)
+        self._first_token: dict[str, int] = {}
+
+    def _next_token(self, rest: str) -> int:
+        """The tokenizer's first token of ``rest``: the canonical next step of a quotation."""
+        token = self._first_token.get(rest)
+        if token is None:
+            token = self._first_token[rest] = self.tokenizer.encode(rest, add_special_tokens=False)[0]
+        return token
+
+    def allowed_tokens(self, generated: Sequence[int], titles: dict[str, set[int]]) -> set[int] | None:
+        """Tokens that may follow ``generated``; ``None`` when unconstrained (outside a quotation)."""
+        text = self.tokenizer.decode(generated, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        spans = quotations(text, list(titles))
+        if not spans or spans[-1].closed:
+            return None
+        quoted = spans[-1].quoted
+        allowed: set[int] = set()
+        for title, cuts in titles.items():
+            if not title.startswith(quoted):
+                continue
+            if len(quoted) < len(title):
+                allowed.add(self._next_token(title[len(quoted) :]))
+            if len(quoted) in cuts:
+                allowed.update(self.closing)
+        return allowed or None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :].tolist()
+        keeps = [self.allowed_tokens(t, self.titles[r // self.num_beams]) for r, t in enumerate(generated)]
+        raw = scores.clone() if self.grounding is not None else scores
+        if self.grounding is not None:
+            scores = self.grounding(input_ids, scores)
+        for row, keep in enumerate(keeps):
+            if keep is None:
+                continue
+            keep_ids = torch.tensor(sorted(keep), device=scores.device)
+            if torch.isinf(raw[row, keep_ids]).all():
+                continue  # an earlier processor (suppressed tokens) left no copying step: leave the row
+            only = torch.full_like(scores[row], -float("inf"))
+            only[keep_ids] = raw[row, keep_ids]
+            scores[row] = only
         return scores

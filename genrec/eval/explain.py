@@ -41,6 +41,7 @@ from typing import Literal
 from genrec.data.attributes import Attribute, AttributeVocabulary
 from genrec.data.dataset import Catalog, Item
 from genrec.data.text import PhraseMatcher, normalize_phrase
+from genrec.decoding.grounded import quotations
 
 # ------------------------------------------------------------------------------------------------
 # Text overlap with references
@@ -209,18 +210,52 @@ class FaithfulnessResult:
         return any(a.kind in HALLUCINATION_KINDS for m in self.unsupported for a in m.attributes)
 
 
+MIN_QUOTED_WORDS = 2
+
+
+def quoted_titles(explanation: str, items: Sequence[Item]) -> tuple[str, list[tuple[str, Item]]]:
+    """Quotations in ``explanation`` that copy one of ``items``' titles verbatim, whole or its beginning of
+    at least two words (an unclosed last quotation counts), and the text with them blanked out.
+
+    Such a quotation names that item, whatever words it contains: "Tree Hut Shea Sugar Scrub" of "Tree Hut
+    Shea Sugar Scrub, Hawaiian Kukui, 18 Ounce" does not name the brand "Shea".
+    """
+    titles = [(item.title.strip(), item) for item in items]
+    found, rest, last = [], [], 0
+    for span in quotations(explanation, [t for t, _ in titles]):
+        quote = span.quoted.strip()
+        long_enough = len(quote.split()) >= MIN_QUOTED_WORDS
+        for title, item in titles:
+            if quote and title.startswith(quote) and (quote == title or long_enough):
+                found.append((quote, item))
+                rest += [explanation[last : span.start], " "]
+                last = span.end
+                break
+    return "".join(rest) + explanation[last:], found
+
+
 def check_explanation(
     explanation: str, item: Item, history: Sequence[Item], vocabulary: AttributeVocabulary
 ) -> FaithfulnessResult:
     """Which attributes ``explanation`` names, and whether each belongs to ``item``, ``history`` or neither.
 
     A phrase that can refer to several attributes (a title that is also a category) is supported when any
-    of them belongs to the item or the history; the item takes precedence over the history.
+    of them belongs to the item or the history; the item takes precedence over the history. A quotation
+    that copies the beginning of the item's or a history item's title names that item
+    (:func:`quoted_titles`); everything else is matched against the vocabulary.
     """
     own = vocabulary.attributes_of(item)
     past = vocabulary.attributes_of_all(history)
-    mentions = []
-    for phrase, attributes in vocabulary.find(explanation):
+    rest, quotes = quoted_titles(explanation, [item, *history])
+    mentions = [
+        Mention(
+            normalize_phrase(quote),
+            frozenset({Attribute("item", quoted.id)}),
+            "item" if quoted is item else "history",
+        )
+        for quote, quoted in quotes
+    ]
+    for phrase, attributes in vocabulary.find(rest):
         source: Source = "item" if attributes & own else "history" if attributes & past else "neither"
         mentions.append(Mention(phrase, attributes, source))
     return FaithfulnessResult(tuple(mentions))

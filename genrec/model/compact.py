@@ -37,7 +37,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from genrec.data.dataset import SequenceDataset, SplitExamples
+from genrec.data.dataset import SequenceDataset
 from genrec.decoding import ItemTrie, constrained_beam_search
 from genrec.errors import CheckpointMismatchError
 from genrec.sid.spec import SemanticIDSpec
@@ -295,6 +295,11 @@ class CompactTrainingConfig:
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0  # transformers' label_smoothing_factor on every SID-token target
     eval_users: int = 2000  # validation users sampled (fixed) for early stopping; 0 = all
+    # Leave each sampled validation user's last training item out of training, so that validation
+    # histories end, as test histories do, in an item the model never trained on in that context. Without
+    # it validation histories are training sequences, and validation rewards memorising them: on Beauty
+    # compact's validation NDCG@10 overstated test 1.71x, SASRec's 1.29x.
+    eval_unseen_last: bool = False
     eval_beams: int = 20
     eval_batch_size: int = 64
     metric: str = "ndcg@10"
@@ -542,13 +547,21 @@ def _check_resumable(checkpoint: Path, rec: CompactRecommender) -> None:
         raise CheckpointMismatchError(f"{checkpoint}: saved with other item tokens (semantic IDs)")
 
 
-def _validation_users(dataset: SequenceDataset, config: CompactTrainingConfig) -> SplitExamples:
-    """The (fixed, seeded) validation users early stopping watches."""
-    valid = dataset.valid_examples()
-    idx = np.arange(len(valid))
-    if config.eval_users and config.eval_users < len(valid):
-        idx = np.sort(np.random.default_rng(config.seed).choice(len(valid), config.eval_users, replace=False))
-    return SplitExamples([valid.users[i] for i in idx], [valid.histories[i] for i in idx], valid.targets[idx])
+def validation_users(dataset: SequenceDataset, config: CompactTrainingConfig) -> np.ndarray:
+    """Indices of the (fixed, seeded) validation users early stopping watches."""
+    n = dataset.num_users
+    if config.eval_users and config.eval_users < n:
+        return np.sort(np.random.default_rng(config.seed).choice(n, config.eval_users, replace=False))
+    return np.arange(n)
+
+
+def training_sequences(dataset: SequenceDataset, config: CompactTrainingConfig) -> list[np.ndarray]:
+    """``dataset.train_sequences()``, less the validation users' last items with ``eval_unseen_last``."""
+    sequences = dataset.train_sequences()
+    if config.eval_unseen_last:
+        for i in validation_users(dataset, config):
+            sequences[i] = sequences[i][:-1]
+    return sequences
 
 
 def train_compact(
@@ -586,12 +599,15 @@ def train_compact(
         logger.info("resuming from %s (epoch %d)", checkpoint, progress["epoch"])
     logger.info("compact model: %.2fM parameters, %d threads", rec.num_parameters() / 1e6, threads)
 
+    valid = dataset.valid_examples()
     trainer = CompactTrainer(
         rec=rec,
         config=config,
         args=_training_args(config),
-        train_dataset=[{"input_ids": rec.sequence_ids(s)} for s in dataset.train_sequences() if len(s) > 0],
-        eval_dataset=_validation_users(dataset, config),
+        train_dataset=[
+            {"input_ids": rec.sequence_ids(s)} for s in training_sequences(dataset, config) if len(s) > 0
+        ],
+        eval_dataset=valid.subset(validation_users(dataset, config)),
         data_collator=functools.partial(_pad, pad_token_id=rec.tokenizer.pad_token_id),
         callbacks=callbacks,
     )

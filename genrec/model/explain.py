@@ -24,7 +24,8 @@ class ExplanationConfig:
     ``do_sample=True`` tokens are sampled at ``temperature`` from the top-``top_p`` mass (seed torch for
     repeatable samples). ``template`` names the explanation template; ``phrasing`` picks its phrasing.
     ``grounded`` (default) bans brand, category and price-band phrases that neither the item nor the
-    history has (:mod:`genrec.decoding.grounded`), as the item trie keeps recommendations in the catalog.
+    history has (:mod:`genrec.decoding.grounded`), as the item trie keeps recommendations in the catalog;
+    with ``copy_titles`` (default) it also makes every quotation copy a title of the item or the history.
     ``whole_sentences`` (default) trims a text that ran out of ``max_new_tokens`` back to its last complete
     sentence, so a shopper never reads an explanation that stops mid-title."""
 
@@ -36,6 +37,7 @@ class ExplanationConfig:
     template: str = "explanation"
     phrasing: int = 0
     grounded: bool = True
+    copy_titles: bool = True
     whole_sentences: bool = True
 
     def __post_init__(self) -> None:
@@ -109,10 +111,10 @@ def generate_texts(
     prompts: Sequence[str],
     config: ExplanationConfig,
     suppress_ids: Sequence[int] = (),
-    logits_processor: Callable[[int], LogitsProcessor] | None = None,
+    logits_processors: Callable[[int], Sequence[LogitsProcessor]] | None = None,
 ) -> list[str]:
     """One continuation per prompt (special tokens dropped, whitespace stripped), in one ``generate`` call.
-    ``logits_processor(prompt_length)``, when given, builds an extra processor for the call; this is how
+    ``logits_processors(prompt_length)``, when given, builds extra processors for the call; this is how
     :meth:`GenerativeRecommender.explain` applies ``config.grounded``, which needs the catalog.
     A continuation that ran out of tokens (it ends in neither EOS nor padding) is trimmed to whole sentences
     when ``config.whole_sentences``."""
@@ -121,7 +123,7 @@ def generate_texts(
     gen_config = config.generation_config(tokenizer, suppress_ids)
     ids, mask = encode_left_padded(tokenizer, prompts)
     device = next(model.parameters()).device
-    extra = LogitsProcessorList([logits_processor(ids.shape[1])] if logits_processor else [])
+    extra = LogitsProcessorList(logits_processors(ids.shape[1]) if logits_processors else [])
     with _as_model_generation_config(model, gen_config):
         out = model.generate(
             input_ids=ids.to(device),

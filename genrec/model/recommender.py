@@ -26,11 +26,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from transformers import LogitsProcessor
 
 from genrec.data.attributes import AttributeVocabulary
 from genrec.data.dataset import Catalog
 from genrec.data.generic import read_items_jsonl, write_items_jsonl
-from genrec.decoding.grounded import GroundedPhrasesProcessor, PhraseTrie
+from genrec.decoding.grounded import (
+    GroundedPhrasesProcessor,
+    PhraseTrie,
+    QuotedTitlesProcessor,
+    closing_quote_tokens,
+)
 from genrec.errors import CheckpointMismatchError, TemplateError, UnknownItemError
 from genrec.model.adapters import LoraSettings, apply_lora
 from genrec.model.explain import ExplanationConfig, encode_left_padded, generate_texts
@@ -119,6 +125,7 @@ class GenerativeRecommender:
         self._builder: PromptBuilder | None = None
         self._vocabulary: AttributeVocabulary | None = None  # grounded explanations, built on first use
         self._phrase_trie_cache: PhraseTrie | None = None
+        self._closing_quotes_cache: list[int] | None = None
         self._titles: dict[str, int] | None = None
 
     # -- construction ----------------------------------------------------------------------------
@@ -328,15 +335,38 @@ class GenerativeRecommender:
         texts: list[str] = []
         with self._inference(), self._explainer(explainer):
             for start in range(0, len(prompts), batch_size):
-                chunk = prompts[start : start + batch_size]
-                processor = None
+                chunk = slice(start, start + batch_size)
+                processors = None
                 if allowed is not None:
-                    rows = allowed[start : start + batch_size]
-                    processor = functools.partial(
-                        GroundedPhrasesProcessor, self._phrase_trie(), rows, num_beams=config.num_beams
+                    processors = functools.partial(
+                        self._grounding_processors, allowed[chunk], histories[chunk], items[chunk], config
                     )
-                texts.extend(generate_texts(self.model, self.tokenizer, chunk, config, suppress, processor))
+                texts.extend(
+                    generate_texts(self.model, self.tokenizer, prompts[chunk], config, suppress, processors)
+                )
         return texts
+
+    def _grounding_processors(
+        self,
+        allowed: Sequence[frozenset],
+        histories: Sequence[Sequence[int]],
+        items: Sequence[int],
+        config: ExplanationConfig,
+        prompt_length: int,
+    ) -> list[LogitsProcessor]:
+        """Phrase grounding, inside (with ``config.copy_titles``) quotations that copy a shown title."""
+        grounding = GroundedPhrasesProcessor(
+            self._phrase_trie(), allowed, prompt_length, num_beams=config.num_beams
+        )
+        if not config.copy_titles:
+            return [grounding]
+        shown = [(*list(h)[-EXPLANATION_HISTORY:], i) for h, i in zip(histories, items)]
+        titles = [[self.catalog[j].title for j in row] for row in shown]
+        return [
+            QuotedTitlesProcessor(
+                self.tokenizer, titles, prompt_length, config.num_beams, self._closing_quotes(), grounding
+            )
+        ]
 
     def _grounding_allowed(self, histories: Sequence[Sequence[int]], items: Sequence[int]) -> list[frozenset]:
         """What each explanation may name: the attributes of the item and of the history the prompt shows.
@@ -352,6 +382,11 @@ class GenerativeRecommender:
         if self._vocabulary is None:
             self._vocabulary = AttributeVocabulary.from_catalog(self.catalog)
         return self._vocabulary
+
+    def _closing_quotes(self) -> list[int]:
+        if self._closing_quotes_cache is None:
+            self._closing_quotes_cache = closing_quote_tokens(self.tokenizer)
+        return self._closing_quotes_cache
 
     def _phrase_trie(self) -> PhraseTrie:
         """Built once per model (tokenizing every spelling of every attribute phrase takes seconds)."""
