@@ -113,8 +113,8 @@ def hits(top: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
 # admitting nothing (admission never raised it on validation: the warm items it displaces hit as often).
 ADMISSION_GRID = {
     "bonuses": (-10.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0),
-    "similarity_weights": (0.0, 2.0, 5.0, 10.0),
-    "max_slots": (1, 2, 3),
+    "similarity_weights": (0.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+    "max_slots": (1, 2, 3, 5),
 }
 ADMISSION_TOLERANCE = 0.01
 
