@@ -240,7 +240,7 @@ def test_a_copied_title_is_not_cut_by_a_phrase_ban_inside_it(quote_tok):
 
 
 def test_quotations_of_titles_with_their_own_quotes():
-    from genrec.decoding.grounded import quotations
+    from genrec.data.text import quotations
 
     title = 'Argan Oil, acclaimed as "Liquid Gold" by all'
     text = f'"{title}" is an oil. You liked "Dove Bar Soap'

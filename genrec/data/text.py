@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -97,3 +98,44 @@ class PhraseMatcher:
                 taken[start:end] = [True] * (end - start)
                 chosen.append((start, end))
         return sorted(chosen)
+
+
+# a quotation of fewer words than this names no title unless it is the whole title
+MIN_QUOTED_WORDS = 2
+
+
+@dataclass(frozen=True)
+class Quotation:
+    """A double-quoted span of a text: ``text[start:end]`` is the quotation with its quotes, ``quoted`` what
+    lies between them; an open quotation (no closing quote yet) runs to the end of the text."""
+
+    start: int
+    end: int
+    quoted: str
+    closed: bool
+
+
+def quotations(text: str, titles: Sequence[str] = ()) -> list[Quotation]:
+    """The quotations of ``text``, left to right. One that copies a title of ``titles`` containing double
+    quotes itself (``Argan Oil ... acclaimed as "Nature's Liquid Gold" ...``) is not ended by them."""
+    found, i = [], 0
+    while (start := text.find('"', i)) >= 0:
+        body = text[start + 1 :]
+        span = None
+        for title in (t for t in titles if '"' in t):
+            if body.startswith(title + '"'):
+                span = (title, True)
+            elif title.startswith(body):
+                span = (body, False)
+            if span:
+                break
+        if span is None:
+            close = body.find('"')
+            span = (body, False) if close < 0 else (body[:close], True)
+        quoted, closed = span
+        end = start + 1 + len(quoted) + closed
+        found.append(Quotation(start, end, quoted, closed))
+        if not closed:
+            break
+        i = end
+    return found

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import LogitsProcessor
+
+from genrec.data.text import MIN_QUOTED_WORDS, quotations
 
 LONG_PHRASE_WORDS = 4
 MAX_PHRASE_TOKENS = 24  # a longer spelling is kept to its first tokens: matching looks no further back
@@ -162,7 +163,6 @@ class GroundedPhrasesProcessor(LogitsProcessor):
 
 # a title may be quoted up to a natural cut: before a comma, semicolon, bracket, slash or spaced dash
 _TITLE_CUT = re.compile(r"\s*[,;(\[|/]|\s+[-\u2013\u2014]\s")
-MIN_QUOTED_WORDS = 2
 
 
 def title_cuts(title: str) -> set[int]:
@@ -173,43 +173,6 @@ def title_cuts(title: str) -> set[int]:
         if len(title[: match.start()].split()) >= MIN_QUOTED_WORDS:
             cuts.add(match.start())
     return cuts
-
-
-@dataclass(frozen=True)
-class Quotation:
-    """A double-quoted span of a text: ``text[start:end]`` is the quotation with its quotes, ``quoted`` what
-    lies between them; an open quotation (no closing quote yet) runs to the end of the text."""
-
-    start: int
-    end: int
-    quoted: str
-    closed: bool
-
-
-def quotations(text: str, titles: Sequence[str] = ()) -> list[Quotation]:
-    """The quotations of ``text``, left to right. One that copies a title of ``titles`` containing double
-    quotes itself (``Argan Oil ... acclaimed as "Nature's Liquid Gold" ...``) is not ended by them."""
-    found, i = [], 0
-    while (start := text.find('"', i)) >= 0:
-        body = text[start + 1 :]
-        span = None
-        for title in (t for t in titles if '"' in t):
-            if body.startswith(title + '"'):
-                span = (title, True)
-            elif title.startswith(body):
-                span = (body, False)
-            if span:
-                break
-        if span is None:
-            close = body.find('"')
-            span = (body, False) if close < 0 else (body[:close], True)
-        quoted, closed = span
-        end = start + 1 + len(quoted) + closed
-        found.append(Quotation(start, end, quoted, closed))
-        if not closed:
-            break
-        i = end
-    return found
 
 
 def closing_quote_tokens(tokenizer: Any) -> list[int]:
@@ -278,9 +241,9 @@ class QuotedTitlesProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         generated = input_ids[:, self.prompt_length :].tolist()
         keeps = [self.allowed_tokens(t, self.titles[r // self.num_beams]) for r, t in enumerate(generated)]
-        raw = scores.clone() if self.grounding is not None else scores
+        raw = scores
         if self.grounding is not None:
-            scores = self.grounding(input_ids, scores)
+            scores = self.grounding(input_ids, scores.clone())
         for row, keep in enumerate(keeps):
             if keep is None:
                 continue

@@ -40,8 +40,7 @@ from typing import Literal
 
 from genrec.data.attributes import Attribute, AttributeVocabulary
 from genrec.data.dataset import Catalog, Item
-from genrec.data.text import PhraseMatcher, normalize_phrase
-from genrec.decoding.grounded import quotations
+from genrec.data.text import MIN_QUOTED_WORDS, PhraseMatcher, normalize_phrase, quotations
 
 # ------------------------------------------------------------------------------------------------
 # Text overlap with references
@@ -208,9 +207,6 @@ class FaithfulnessResult:
     def hallucinated(self) -> bool:
         """Names a brand, category or item that neither the item nor the history has."""
         return any(a.kind in HALLUCINATION_KINDS for m in self.unsupported for a in m.attributes)
-
-
-MIN_QUOTED_WORDS = 2
 
 
 def quoted_titles(explanation: str, items: Sequence[Item]) -> tuple[str, list[tuple[str, Item]]]:

@@ -29,7 +29,7 @@ import torch
 from transformers import LogitsProcessor
 
 from genrec.data.attributes import AttributeVocabulary
-from genrec.data.dataset import Catalog
+from genrec.data.dataset import Catalog, Item
 from genrec.data.generic import read_items_jsonl, write_items_jsonl
 from genrec.decoding.grounded import (
     GroundedPhrasesProcessor,
@@ -331,7 +331,11 @@ class GenerativeRecommender:
         config = config or ExplanationConfig()
         prompts = [self.explanation_prompt(h, i, config) for h, i in zip(histories, items)]
         suppress = sid_vocab_ids(self.tokenizer, self.sid).tolist()
-        allowed = self._grounding_allowed(histories, items) if config.grounded else None
+        # what each prompt shows: its history window and the item
+        shown = [
+            [self.catalog[j] for j in (*list(h)[-EXPLANATION_HISTORY:], i)] for h, i in zip(histories, items)
+        ]
+        allowed = self._grounding_allowed(shown) if config.grounded else None
         texts: list[str] = []
         with self._inference(), self._explainer(explainer):
             for start in range(0, len(prompts), batch_size):
@@ -339,7 +343,7 @@ class GenerativeRecommender:
                 processors = None
                 if allowed is not None:
                     processors = functools.partial(
-                        self._grounding_processors, allowed[chunk], histories[chunk], items[chunk], config
+                        self._grounding_processors, allowed[chunk], shown[chunk], config
                     )
                 texts.extend(
                     generate_texts(self.model, self.tokenizer, prompts[chunk], config, suppress, processors)
@@ -349,8 +353,7 @@ class GenerativeRecommender:
     def _grounding_processors(
         self,
         allowed: Sequence[frozenset],
-        histories: Sequence[Sequence[int]],
-        items: Sequence[int],
+        shown: Sequence[Sequence[Item]],
         config: ExplanationConfig,
         prompt_length: int,
     ) -> list[LogitsProcessor]:
@@ -360,22 +363,20 @@ class GenerativeRecommender:
         )
         if not config.copy_titles:
             return [grounding]
-        shown = [(*list(h)[-EXPLANATION_HISTORY:], i) for h, i in zip(histories, items)]
-        titles = [[self.catalog[j].title for j in row] for row in shown]
+        titles = [[item.title for item in row] for row in shown]
         return [
             QuotedTitlesProcessor(
                 self.tokenizer, titles, prompt_length, config.num_beams, self._closing_quotes(), grounding
             )
         ]
 
-    def _grounding_allowed(self, histories: Sequence[Sequence[int]], items: Sequence[int]) -> list[frozenset]:
-        """What each explanation may name: the attributes of the item and of the history the prompt shows.
-        Their titles join the phrase trie, so quoting them is never cut short by a brand inside."""
+    def _grounding_allowed(self, shown: Sequence[Sequence[Item]]) -> list[frozenset]:
+        """What each explanation may name: the attributes of the items its prompt shows (history window and
+        item). Their titles join the phrase trie, so quoting them is never cut short by a brand inside."""
         vocab, allowed = self._attribute_vocabulary(), []
-        for h, i in zip(histories, items):
-            shown = [self.catalog[j] for j in (*list(h)[-EXPLANATION_HISTORY:], i)]
-            self._phrase_trie().add(vocab.title_surfaces(shown))
-            allowed.append(vocab.attributes_of_all(shown))
+        for items in shown:
+            self._phrase_trie().add(vocab.title_surfaces(items))
+            allowed.append(vocab.attributes_of_all(items))
         return allowed
 
     def _attribute_vocabulary(self) -> AttributeVocabulary:
