@@ -35,6 +35,9 @@ BASELINE = "recipe"
 VARIANTS: dict[str, dict[str, Any]] = {  # overrides of the recipe, nested as in the YAML
     BASELINE: {},
     "dropout": {"compact": {"residual_dropout": 0.2, "embedding_dropout": 0.1}},
+    "label smoothing": {"label_smoothing": 0.1},
+    # no collision digit: colliding items spread over free last-level codes, every item 3 tokens
+    "balanced sid": {"sid": {"balanced_last_level": True}},
 }
 # the same for every variant: a sample large enough to resolve ~.005 NDCG@10 paired, and a fixed schedule
 COMMON = {"eval_users": 4000, "eval_unseen_last": True, "patience": 10**6, "max_minutes": None}
@@ -70,8 +73,6 @@ def main() -> None:
         recipe = yaml.safe_load(fh)
     dataset = load_amazon_p5(shared_dataset("amazon2014-beauty"))
     base = variant_config(recipe, {}, args.epochs)
-    sid = load_or_build_semantic_ids(dataset, args.work_dir / "sid", base.sid)
-    item_tokens = [sid.item_tokens(i) for i in range(dataset.num_items)]
     users = validation_users(dataset, base)
     valid = dataset.valid_examples().subset(users)
 
@@ -81,8 +82,11 @@ def main() -> None:
             continue
         config = variant_config(recipe, VARIANTS[name], args.epochs)
         config.output_dir, config.num_threads = str(folder / "compact"), threads
+        # variants that keep the recipe's SIDs share one copy; a SID variant builds its own
+        sid_folder = folder / "sid" if "sid" in VARIANTS[name] else args.work_dir / "sid"
+        sid = load_or_build_semantic_ids(dataset, sid_folder, config.sid)
         t = time.perf_counter()
-        train_compact(dataset, item_tokens, config)
+        train_compact(dataset, [sid.item_tokens(i) for i in range(dataset.num_items)], config)
         train_s = time.perf_counter() - t
         best = CompactRecommender.from_pretrained(folder / "compact" / "best", catalog=dataset.catalog)
         t = time.perf_counter()

@@ -4,7 +4,8 @@ behaviour SIDs of MovieLens-1M, with SASRec and Popularity, warm and cold items.
     python -m bench.multimodal_sid_ml1m [--epochs 10] [--image-steps 3000] [--threads 2]
 
 - 10% of the items (seeded) are **cold**: removed from every sequence the recommenders and the image encoder
-  train on. They keep content SIDs (behaviour rows are zero for them, so they are coded from content).
+  train on. They keep content SIDs: behaviour rows are zero for them, so they are coded from content, or
+  (``fused + imputed behaviour``) their behaviour is predicted from text and poster (``genrec.embed.impute``).
 - Test: leave-one-out on the full sequences, full ranking, all test users, history not masked, beam 20.
   ``cold_recall@10`` is over the test users whose target is a cold item, beside a content-kNN baseline (the
   items nearest the mean of the user's last 50 history items in each embedding space).
@@ -48,6 +49,7 @@ from genrec.embed import (
     cooccurrence_embeddings,
     encode_item_modalities,
     encode_items,
+    impute_missing_modalities,
     l2_normalize,
     pretrain_image_encoder,
 )
@@ -67,8 +69,15 @@ VARIANTS: dict[str, tuple[list[str], str, Any]] = {
     "fused": (["text", "image"], "fused", 3),
     "per-modality": (["text", "image"], "per_modality", {"text": 2, "image": 1}),
     "fused + behaviour": (["text", "image", "behaviour"], "fused", 3),
+    "fused + imputed behaviour": (["text", "image", "behaviour"], "fused", 3),
 }
+# variants whose missing modalities (cold items' behaviour) are predicted from the rest (genrec.embed.impute)
+IMPUTED = {"fused + imputed behaviour"}
 COMPACT = CompactConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, max_items=50)
+
+
+def variant_folder(name: str) -> str:
+    return name.replace(" + ", "_").replace("-", "_").replace(" ", "_")
 
 
 def split_cold(dataset: SequenceDataset, fraction: float, seed: int) -> tuple[np.ndarray, SequenceDataset]:
@@ -244,10 +253,11 @@ def main() -> None:
     for name, (modalities, layout, levels) in VARIANTS.items():
         if name in state.get("variants", {}):
             continue
-        folder = work / name.replace(" + ", "_").replace("-", "_")
+        folder = work / variant_folder(name)
         t = time.perf_counter()
+        blocks = {m: embeddings[m] for m in modalities}
         sid = build_multimodal_semantic_ids(
-            {m: embeddings[m] for m in modalities},
+            impute_missing_modalities(blocks) if name in IMPUTED else blocks,
             layout=layout,
             levels=levels,
             codebook_size=args.codebook_size,
@@ -288,7 +298,7 @@ def main() -> None:
         entry = state["variants"][name]
         if "admitted" in entry:
             continue
-        folder = work / name.replace(" + ", "_").replace("-", "_")
+        folder = work / variant_folder(name)
         t = time.perf_counter()
         inputs = {}
         for split_name, split in (("valid", valid), ("test", test)):

@@ -60,6 +60,7 @@ def _cmd_sid(args: argparse.Namespace) -> int:
         behaviour_window=args.behaviour_window,
         align_behaviour=args.align_behaviour,
         balanced_last_level=args.balanced_last_level,
+        impute_missing=args.impute_missing,
     )
     sid = build_dataset_semantic_ids(load_dataset(args.dataset), spec)
     sid.save_pretrained(args.output_dir)
@@ -211,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--balanced-last-level",
         action="store_true",
         help="spread colliding items over distinct last-level codes (fewer de-dup codes)",
+    )
+    p.add_argument(
+        "--impute-missing",
+        action="store_true",
+        help="predict a missing modality (no behaviour, no image) from the item's others, not a zero block",
     )
     p.add_argument("--seed", type=int, default=0)
     _add_threads(p)

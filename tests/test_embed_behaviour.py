@@ -1,5 +1,6 @@
 """Behaviour embeddings and behaviour-aware semantic IDs: known structure, no leakage, clear errors."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -103,3 +104,28 @@ def test_cli_builds_behaviour_ids(tmp_path, monkeypatch, capsys):
     assert sid.build_config["spec"]["behaviour_dim"] == 4
     first = sid.codes[:20, 0]
     assert len(set(first[:10])) == 1 and first[0] != first[10]
+
+
+def test_impute_missing_gives_an_unconsumed_item_the_behaviour_its_text_predicts(monkeypatch):
+    """Item 20 is in no training sequence; its title is community B's. With ``impute_missing`` its behaviour
+    block is predicted from text (near B's), not left zero, before quantizing; the spec records it."""
+    import genrec.sid.spec as spec_module
+
+    words = ["rose petal face cream"] * 10 + ["steel claw hammer"] * 10 + ["steel claw hammer"]
+    catalog = Catalog([Item(str(i), f"{w} {i}") for i, w in enumerate(words)])
+    seqs = [np.concatenate([s, [0, 1]]) for s in two_communities()]
+    ds = SequenceDataset("communities", catalog, [f"u{i}" for i in range(len(seqs))], seqs)
+    seen = {}
+    build = spec_module.build_multimodal_semantic_ids
+    monkeypatch.setattr(
+        spec_module, "build_multimodal_semantic_ids", lambda e, **kw: seen.update(e) or build(e, **kw)
+    )
+    spec = SemanticIDSpec(modalities=["text", "behaviour"], levels=2, codebook_size=2, behaviour_dim=4)
+    build_dataset_semantic_ids(ds, spec, False)
+    assert not seen["behaviour"][20].any()
+    sid = build_dataset_semantic_ids(ds, dataclasses.replace(spec, impute_missing=True), False)
+    behaviour = seen["behaviour"]
+    community_b = behaviour[10:20].mean(axis=0)
+    community_a = behaviour[:10].mean(axis=0)
+    assert behaviour[20] @ community_b > 0.9 * np.linalg.norm(community_b) > behaviour[20] @ community_a
+    assert sid.build_config["spec"]["impute_missing"] is True

@@ -38,6 +38,7 @@ from genrec.embed.image import (
     load_image_encoder,
 )
 from genrec.embed.image_pretrain import ImagePretrainConfig, ItemImageEncoder, pretrain_image_encoder
+from genrec.embed.impute import impute_missing_modalities
 from genrec.embed.text import DEFAULT_ITEM_TEMPLATE, ItemTextTemplate, render_item_texts
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "align_to_behaviour",
     "cooccurrence_embeddings",
     "cooccurrence_pairs",
+    "impute_missing_modalities",
     "info_nce",
     "project",
 ]

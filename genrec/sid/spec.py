@@ -45,6 +45,9 @@ class SemanticIDSpec:
     behaviour_window: int = 5  # items this many positions apart in a training sequence co-occur
     align_behaviour: bool = False  # project content so co-occurring items are close before quantizing
     balanced_last_level: bool = False  # spread colliding items over distinct last-level codes first
+    # predict a missing modality (an item in no training sequence has no behaviour) from the item's others,
+    # instead of coding it from a zero block (genrec.embed.impute)
+    impute_missing: bool = False
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.modalities if m not in SPEC_MODALITIES]
@@ -89,7 +92,12 @@ def build_dataset_semantic_ids(
 ) -> SemanticIDs:
     """Semantic IDs of ``dataset.catalog`` built as ``spec`` says; behaviour reads training sequences only.
     Content embeddings are cached in ``cache_dir`` (default: genrec's cache folder)."""
-    from genrec.embed import cooccurrence_embeddings, cooccurrence_pairs, encode_item_modalities
+    from genrec.embed import (
+        cooccurrence_embeddings,
+        cooccurrence_pairs,
+        encode_item_modalities,
+        impute_missing_modalities,
+    )
 
     spec = as_spec(spec)
     catalog, train = dataset.catalog, dataset.train_sequences()
@@ -104,6 +112,8 @@ def build_dataset_semantic_ids(
             train, dataset.num_items, spec.behaviour_dim, spec.behaviour_window, spec.seed
         )
     embeddings = {m: embeddings[m] for m in spec.modalities}  # the spec's order fixes the layout's order
+    if spec.impute_missing:
+        embeddings = impute_missing_modalities(embeddings)
     common: dict[str, Any] = dict(
         method=spec.method,
         codebook_size=spec.codebook_size,
