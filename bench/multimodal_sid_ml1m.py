@@ -13,10 +13,10 @@ behaviour SIDs of MovieLens-1M, with SASRec and Popularity, warm and cold items.
   warm posters only; its poster -> title retrieval R@10 among the cold items is reported against chance.
 - The best variant is chosen by validation NDCG@10 (each variant's early-stopping metric), not on test.
 - Cold admission (``genrec.decoding.cold_start``, TIGER-style): cold items enter a list through the model's
-  probability of their first SID token, tie-broken by content similarity. Its three settings are chosen per
-  variant on all validation users: the most cold-target recall@10 that keeps validation NDCG@10 within 1% of
-  admitting nothing; then applied once to test. The ``admitted`` columns are those lists; the others are
-  plain beam search.
+  probability of their first SID token, tie-broken by their similarity to the history in the variant's own
+  embedding space. Its three settings are chosen per variant on all validation users: the most cold-target
+  recall@10 that keeps validation NDCG@10 within 1% of admitting nothing; then applied once to test. The
+  ``admitted`` columns are those lists; the others are plain beam search.
 
 Every stage is resumable: a rerun skips what ``--work-dir`` already holds (variants one by one).
 ``--max-users`` is for smoke runs only; results are recorded only for the full data.
@@ -71,8 +71,8 @@ VARIANTS: dict[str, tuple[list[str], str, Any]] = {
     "fused + behaviour": (["text", "image", "behaviour"], "fused", 3),
     "fused + imputed behaviour": (["text", "image", "behaviour"], "fused", 3),
 }
-# variants whose missing modalities (cold items' behaviour) are predicted from the rest (genrec.embed.impute)
-IMPUTED = {"fused + imputed behaviour"}
+# its missing modalities (cold items' behaviour) predicted from the rest (genrec.embed.impute)
+IMPUTED = "fused + imputed behaviour"
 COMPACT = CompactConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, max_items=50)
 
 
@@ -134,11 +134,20 @@ def content_similarity(embeddings: np.ndarray, histories: list[np.ndarray], item
     return (MeanItemEncoder(table).encode(histories) @ table[torch.from_numpy(items)].T).numpy()
 
 
-def admission_inputs(
-    compact: CompactRecommender, split: SplitExamples, cold_items: np.ndarray, content: np.ndarray
-) -> dict[str, np.ndarray]:
-    """What admitting cold items into ``split``'s lists needs: the beams' top-10 and scores, each cold item's
-    first-level log-probability, and its content similarity to the history."""
+def variant_embeddings(name: str, embeddings: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The blocks variant ``name`` quantizes (missing ones predicted from the rest where it imputes)."""
+    blocks = {m: embeddings[m] for m in VARIANTS[name][0]}
+    return impute_missing_modalities(blocks) if name == IMPUTED else blocks
+
+
+def joint_space(blocks: dict[str, np.ndarray]) -> np.ndarray:
+    """Blocks side by side, each L2-normalised (a missing block stays zero)."""
+    return np.hstack([l2_normalize(b) for b in blocks.values()])
+
+
+def admission_inputs(compact: CompactRecommender, split: SplitExamples, cold_items: np.ndarray) -> dict:
+    """What the model gives a cold admission in ``split``: the beams' top-10 and scores, and each cold
+    item's first-level log-probability (decoded once and cached; the similarity term is recomputed)."""
     top, scores = compact.recommend(split.histories, k=10, num_beams=BEAMS, batch_size=64)
     first_tokens = compact.item_token_ids[cold_items, 0]
     log_probs = []
@@ -149,7 +158,6 @@ def admission_inputs(
         "top": top,
         "scores": scores,
         "cold_log_probs": np.concatenate(log_probs),
-        "similarity": content_similarity(content, split.histories, cold_items),
     }
 
 
@@ -250,14 +258,13 @@ def main() -> None:
         num_threads=threads,
         seed=args.seed,
     )
-    for name, (modalities, layout, levels) in VARIANTS.items():
+    for name, (_, layout, levels) in VARIANTS.items():
         if name in state.get("variants", {}):
             continue
         folder = work / variant_folder(name)
         t = time.perf_counter()
-        blocks = {m: embeddings[m] for m in modalities}
         sid = build_multimodal_semantic_ids(
-            impute_missing_modalities(blocks) if name in IMPUTED else blocks,
+            variant_embeddings(name, embeddings),
             layout=layout,
             levels=levels,
             codebook_size=args.codebook_size,
@@ -294,20 +301,23 @@ def main() -> None:
     # Cold admission per variant, its settings chosen on all validation users (validation NDCG@10).
     valid, cold_items = dataset.valid_examples(), np.flatnonzero(cold)
     valid_cold = np.flatnonzero(cold[valid.targets])
-    for name, (modalities, _, _) in VARIANTS.items():
+    for name in VARIANTS:
         entry = state["variants"][name]
         if "admitted" in entry:
             continue
         folder = work / variant_folder(name)
         t = time.perf_counter()
-        inputs = {}
+        # similarity in the variant's own embedding space (behaviour too: zero, or imputed, for cold items)
+        space, inputs = joint_space(variant_embeddings(name, embeddings)), {}
         for split_name, split in (("valid", valid), ("test", test)):
             path = folder / f"admission_{split_name}.npz"  # beams and log-probabilities: decoded once
             if not path.is_file():
                 compact = CompactRecommender.from_pretrained(folder / "compact" / "best", dataset.catalog)
-                content = np.hstack([l2_normalize(embeddings[m]) for m in modalities if m != "behaviour"])
-                np.savez(path, **admission_inputs(compact, split, cold_items, content))
-            inputs[split_name] = dict(np.load(path))
+                np.savez(path, **admission_inputs(compact, split, cold_items))
+            inputs[split_name] = {
+                **{k: v for k, v in np.load(path).items() if k != "similarity"},
+                "similarity": content_similarity(space, split.histories, cold_items),
+            }
 
         def valid_metrics(admission: ColdAdmission, on: dict[str, np.ndarray] = inputs["valid"]) -> dict:
             per_user = hits(admitted_lists(on, valid, cold_items, admission), valid.targets)
@@ -350,7 +360,13 @@ def main() -> None:
         f"content kNN ({space})": float(
             (topk_ranks(knn_lists(emb, cold_histories), test.targets[cold_users]).numpy() <= 10).mean()
         )
-        for space, emb in (("text", text), ("image", image), ("text + image", np.hstack([text, image])))
+        for space, emb in (
+            ("text", text),
+            ("image", image),
+            ("text + image", np.hstack([text, image])),
+            # the imputed variant's space: behaviour predicted from content, as its cold items get it
+            ("text + image + imputed behaviour", joint_space(variant_embeddings(IMPUTED, embeddings))),
+        )
     }
     multimodal = [n for n in state["variants"] if n not in ("text-only", "image-only")]
     best = max(multimodal, key=lambda n: state["variants"][n]["valid_ndcg@10"])

@@ -33,3 +33,20 @@ def test_retrieval_recall_known_answers():
     items = np.arange(30)
     assert retrieval_recall(text, text, items, k=1) == 1.0  # an image embedding equal to its title's
     assert retrieval_recall(np.roll(text, 1, axis=0), text, items, k=1) == 0.0  # every poster paired wrongly
+
+
+def test_the_imputed_variant_space_fills_cold_behaviour_and_keeps_blocks_unit():
+    from bench.multimodal_sid_ml1m import IMPUTED, joint_space, variant_embeddings
+
+    rng = np.random.default_rng(0)
+    text, image = rng.standard_normal((40, 6)), rng.standard_normal((40, 3))
+    behaviour = text[:, :4] * 2.0  # what content predicts
+    behaviour[:5] = 0.0  # cold: in no training sequence
+    embeddings = {"text": text, "image": image, "behaviour": behaviour}
+    plain = joint_space(variant_embeddings("fused + behaviour", embeddings))
+    imputed = joint_space(variant_embeddings(IMPUTED, embeddings))
+    assert plain.shape == imputed.shape == (40, 13)
+    np.testing.assert_allclose(np.linalg.norm(plain[5:], axis=1), np.sqrt(3), rtol=1e-5)  # 3 unit blocks
+    assert not plain[:5, 9:].any()  # cold behaviour: zero, unless imputed
+    np.testing.assert_allclose(np.linalg.norm(imputed[:5, 9:], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(imputed[5:], plain[5:])
