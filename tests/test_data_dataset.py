@@ -26,6 +26,16 @@ def test_leave_one_out_split():
     assert ds.item_popularity().tolist() == [1, 1, 0, 0, 0, 1]
 
 
+def test_without_last_training_item_keeps_targets_and_short_users():
+    ds = _toy()
+    held = ds.without_last_training_item([0, 1])
+    assert [s.tolist() for s in held.train_sequences()] == [[0], [5]]  # u2's only training item stays
+    for split in ("valid", "test"):
+        assert held.examples(split).targets.tolist() == ds.examples(split).targets.tolist()
+    assert [s.tolist() for s in ds.train_sequences()] == [[0, 1], [5]]  # the original is unchanged
+    assert held.users == ds.users
+
+
 def test_build_dataset_unknown_item():
     catalog = Catalog([Item("a")])
     with pytest.raises(UnknownItemError, match="'zz'"):

@@ -194,6 +194,21 @@ class SequenceDataset:
             source=self.source,
         )
 
+    def without_last_training_item(self, user_indices: Sequence[int] | np.ndarray) -> SequenceDataset:
+        """The same users and split targets, but these users' last training item left out of training.
+
+        Validating such a user on the original history then asks, as the test split does, for the item after
+        one the model never trained on in that context (validating on training sequences rewards memorising
+        them). Users with a single training item keep it.
+        """
+        sequences = list(self.sequences)
+        for i in user_indices:
+            if len(sequences[i]) > MIN_SEQUENCE_LENGTH:
+                sequences[i] = np.delete(sequences[i], -3)
+        return SequenceDataset(
+            self.name, self.catalog, self.users, sequences, synthetic=self.synthetic, source=self.source
+        )
+
     def item_popularity(self, split: str = "train") -> np.ndarray:
         """Interaction counts per item over the training part (no leakage of valid/test targets)."""
         seqs = self.train_sequences() if split == "train" else self.sequences

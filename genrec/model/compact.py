@@ -557,11 +557,9 @@ def validation_users(dataset: SequenceDataset, config: CompactTrainingConfig) ->
 
 def training_sequences(dataset: SequenceDataset, config: CompactTrainingConfig) -> list[np.ndarray]:
     """``dataset.train_sequences()``, less the validation users' last items with ``eval_unseen_last``."""
-    sequences = dataset.train_sequences()
     if config.eval_unseen_last:
-        for i in validation_users(dataset, config):
-            sequences[i] = sequences[i][:-1]
-    return sequences
+        dataset = dataset.without_last_training_item(validation_users(dataset, config))
+    return dataset.train_sequences()
 
 
 def train_compact(
