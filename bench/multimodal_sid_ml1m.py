@@ -128,8 +128,8 @@ ADMISSION_GRID = {
 ADMISSION_TOLERANCE = 0.01
 
 
-def content_similarity(embeddings: np.ndarray, histories: list[np.ndarray], items: np.ndarray) -> np.ndarray:
-    """``(U, C)`` cosines between each history's mean content embedding and each of ``items``."""
+def history_similarity(embeddings: np.ndarray, histories: list[np.ndarray], items: np.ndarray) -> np.ndarray:
+    """``(U, C)`` cosines between each history's mean embedding and each of ``items``."""
     table = torch.from_numpy(l2_normalize(embeddings).astype(np.float32))
     return (MeanItemEncoder(table).encode(histories) @ table[torch.from_numpy(items)].T).numpy()
 
@@ -315,8 +315,8 @@ def main() -> None:
                 compact = CompactRecommender.from_pretrained(folder / "compact" / "best", dataset.catalog)
                 np.savez(path, **admission_inputs(compact, split, cold_items))
             inputs[split_name] = {
-                **{k: v for k, v in np.load(path).items() if k != "similarity"},
-                "similarity": content_similarity(space, split.histories, cold_items),
+                **np.load(path),
+                "similarity": history_similarity(space, split.histories, cold_items),
             }
 
         def valid_metrics(admission: ColdAdmission, on: dict[str, np.ndarray] = inputs["valid"]) -> dict:
