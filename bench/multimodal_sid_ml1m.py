@@ -62,6 +62,8 @@ from genrec.utils import atomic_write_json, configure_threads, read_json
 
 NAME = "multimodal_sid_ml1m"
 BEAMS = 20
+# the variant whose missing modalities (cold items' behaviour) come from the rest (genrec.embed.impute)
+IMPUTED = "fused + imputed behaviour"
 # name -> (modalities, layout, levels): per_modality takes levels per modality, in order
 VARIANTS: dict[str, tuple[list[str], str, Any]] = {
     "text-only": (["text"], "fused", 3),
@@ -69,10 +71,8 @@ VARIANTS: dict[str, tuple[list[str], str, Any]] = {
     "fused": (["text", "image"], "fused", 3),
     "per-modality": (["text", "image"], "per_modality", {"text": 2, "image": 1}),
     "fused + behaviour": (["text", "image", "behaviour"], "fused", 3),
-    "fused + imputed behaviour": (["text", "image", "behaviour"], "fused", 3),
+    IMPUTED: (["text", "image", "behaviour"], "fused", 3),
 }
-# its missing modalities (cold items' behaviour) predicted from the rest (genrec.embed.impute)
-IMPUTED = "fused + imputed behaviour"
 COMPACT = CompactConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, max_items=50)
 
 
@@ -243,6 +243,7 @@ def main() -> None:
     )["image"]
     behaviour = cooccurrence_embeddings(warm.train_sequences(), dataset.num_items, seed=args.seed)
     embeddings = {"text": text, "image": image, "behaviour": behaviour}
+    blocks = {name: variant_embeddings(name, embeddings) for name in VARIANTS}  # imputed once
     state["retrieval_r@10_cold"] = retrieval_recall(image, text, np.flatnonzero(cold))
     state["retrieval_chance"] = min(1.0, 10 / max(int(cold.sum()), 1))
     save()
@@ -264,7 +265,7 @@ def main() -> None:
         folder = work / variant_folder(name)
         t = time.perf_counter()
         sid = build_multimodal_semantic_ids(
-            variant_embeddings(name, embeddings),
+            blocks[name],
             layout=layout,
             levels=levels,
             codebook_size=args.codebook_size,
@@ -308,7 +309,7 @@ def main() -> None:
         folder = work / variant_folder(name)
         t = time.perf_counter()
         # similarity in the variant's own embedding space (behaviour too: zero, or imputed, for cold items)
-        space, inputs = joint_space(variant_embeddings(name, embeddings)), {}
+        space, inputs = joint_space(blocks[name]), {}
         for split_name, split in (("valid", valid), ("test", test)):
             path = folder / f"admission_{split_name}.npz"  # beams and log-probabilities: decoded once
             if not path.is_file():
@@ -365,7 +366,7 @@ def main() -> None:
             ("image", image),
             ("text + image", np.hstack([text, image])),
             # the imputed variant's space: behaviour predicted from content, as its cold items get it
-            ("text + image + imputed behaviour", joint_space(variant_embeddings(IMPUTED, embeddings))),
+            ("text + image + imputed behaviour", joint_space(blocks[IMPUTED])),
         )
     }
     multimodal = [n for n in state["variants"] if n not in ("text-only", "image-only")]

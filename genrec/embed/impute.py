@@ -39,7 +39,7 @@ def impute_missing_modalities(
     Inputs are not modified.
     """
     present = {m: np.asarray(e).any(axis=1) for m, e in embeddings.items()}
-    out = {m: np.asarray(e, dtype=np.float32) for m, e in embeddings.items()}
+    out = {m: np.array(e, dtype=np.float32) for m, e in embeddings.items()}  # copies: inputs stay as given
     for m, target in embeddings.items():
         others = [o for o in embeddings if o != m]
         if not others:
@@ -56,7 +56,6 @@ def impute_missing_modalities(
             )
         x = np.hstack([np.asarray(embeddings[o], dtype=np.float64) for o in others])
         weights, intercept = ridge_fit(x[fit], np.asarray(target, dtype=np.float64)[fit], alpha)
-        out[m] = out[m].copy()
         out[m][fill] = l2_normalize(x[fill] @ weights + intercept)
         logger.info("%d items without a %s embedding: predicted from %s", int(fill.sum()), m, others)
     return out
