@@ -26,7 +26,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from genrec.data.dataset import Catalog
-from genrec.eval import save_predictions
+from genrec.eval import save_predictions, topk_ranks
 from genrec.utils.io import atomic_write, atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,3 +209,10 @@ class TimeLedger(TrainerCallback):
         if self.spent > self.budget:
             control.should_training_stop = control.should_save = True
         return control
+
+
+def per_user_hits(top: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """Each user's recall@10 (0/1) and NDCG@10 for ``(U, k)`` lists: what paired bootstraps resample."""
+    ranks = topk_ranks(top, targets).numpy()
+    hit = ranks <= min(10, np.shape(top)[1])  # an absent target ranks width + 1, which may be <= 10
+    return {"recall@10": hit.astype(float), "ndcg@10": np.where(hit, 1 / np.log2(ranks + 1), 0.0)}

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.common import markdown_table, record
+from bench.common import markdown_table, per_user_hits, record
 from genrec.baselines import SASRecConfig, train_sasrec
 from genrec.data import SequenceDataset, SplitExamples, load_amazon_p5
-from genrec.eval import bootstrap_interval, evaluate_lists, topk_ranks
+from genrec.eval import bootstrap_interval, evaluate_lists
 from genrec.model.compact import CompactRecommender, CompactTrainingConfig, train_compact, validation_users
 from genrec.sid import load_or_build_semantic_ids
 from genrec.utils import atomic_write_json, configure_threads, read_json, shared_dataset
@@ -44,7 +44,15 @@ VARIANTS: dict[str, dict[str, Any]] = {  # overrides of the recipe, nested as in
     # no collision digit: colliding items spread over free last-level codes, every item 3 tokens
     "balanced sid": {"sid": {"balanced_last_level": True}},
     "20 epochs": {"epochs": 20},  # the schedule: validation still rose at epoch 10 of every variant
+    # a full-softmax item head beside the token loss, re-ranking the beam's items (SIDLlamaForCausalLM)
+    "item head": {"compact": {"item_head_weight": 1.0}, "epochs": 20},
+    # its loss at half weight: at 1.0 the beam's own order fell below `20 epochs` (.0396 vs .0446)
+    "item head 0.5": {"compact": {"item_head_weight": 0.5}, "epochs": 20},
 }
+SAME_SCHEDULE = "20 epochs"  # what the item-head variants are also compared with
+# the item heads' decoding settings, chosen here on validation: beam width (the candidates it re-ranks) and
+# the weight of its log-probability beside the beam's (0 = the beam's own order)
+RERANK_BEAMS, RERANK_WEIGHTS = (20, 40), (0.0, 0.5, 1.0, 2.0)
 # the same for every variant: a sample large enough to resolve ~.005 NDCG@10 paired, and a fixed schedule
 COMMON = {"eval_users": 4000, "eval_unseen_last": True, "patience": 10**6, "max_minutes": None}
 
@@ -120,21 +128,27 @@ def main() -> None:
         print(f"finished: {sorted(results)}; the table is recorded once every variant has finished")
         return
     results[SASREC] = sasrec_reference(dataset, users, valid, args.work_dir, threads, args.sasrec_minutes)
+    heads = [n for n, o in VARIANTS.items() if o.get("compact", {}).get("item_head_weight")]
+    sweep = [
+        {"variant": n, **row}
+        for n in heads
+        for row in rerank_sweep(dataset, valid, args.work_dir / folder_name(n))
+    ]
     rows, hits, scores = [], {}, {}
     for name, result in results.items():
         top = np.asarray(result["top"])
         scores[name] = evaluate_lists(top, valid.targets, dataset.num_items, (5, 10))
-        ranks = topk_ranks(top, valid.targets).numpy()
-        hits[name] = {
-            "recall@10": (ranks <= 10).astype(float),
-            "ndcg@10": np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0),
-        }
+        hits[name] = per_user_hits(top, valid.targets)
     gains = {
         name: {
             m: list(bootstrap_interval(hits[name][m] - hits[BASELINE][m])) for m in ("recall@10", "ndcg@10")
         }
         for name in results
         if name != BASELINE
+    }
+    head_gains = {
+        n: {m: list(bootstrap_interval(hits[n][m] - hits[SAME_SCHEDULE][m])) for m in hits[BASELINE]}
+        for n in heads
     }
     for name, result in results.items():
         gain = gains.get(name)
@@ -170,7 +184,15 @@ def main() -> None:
         f"of training (`eval_unseen_last`), leave-one-out, full ranking, history not masked, beam "
         f"{args.beams}; {threads} thread(s) per run. The test split is not read. Gains are paired 95% "
         f"bootstrap intervals against `{BASELINE}`.\n\n{markdown_table(rows, columns)}\n"
-        f"Best on validation NDCG@10: `{best_name}`."
+        f"Best on validation NDCG@10: `{best_name}`.\n\n"
+        + "".join(
+            f"- `{n}` against `{SAME_SCHEDULE}` (the same schedule), paired 95%: NDCG@10 gain "
+            f"{g['ndcg@10'][0]:+.4f} to {g['ndcg@10'][1]:+.4f}, recall@10 {g['recall@10'][0]:+.4f} to "
+            f"{g['recall@10'][1]:+.4f}.\n"
+            for n, g in head_gains.items()
+        )
+        + "\nItem-head decoding on the same users (beam width x re-ranking weight; weight 0 = the beam's "
+        f"order):\n\n{markdown_table(sweep, list(sweep[0]))}"
     )
     print(summary)
     record(
@@ -184,12 +206,44 @@ def main() -> None:
             "split": "valid",
             "validation_users": len(valid),
             "paired_gain_ci95_vs_recipe": gains,
+            "item_head_paired_gain_ci95_vs_same_schedule": head_gains,
+            "item_head_rerank_sweep": sweep,
             "variants": {
                 n: {"overrides": r["overrides"], "history": r["history"]} for n, r in results.items()
             },
             "sasrec_config": results[SASREC]["config"],
         },
     )
+
+
+def rerank_sweep(dataset: SequenceDataset, valid: SplitExamples, folder: Path) -> list[dict[str, float]]:
+    """Validation recall/NDCG@10 of the item-head model for each beam width and re-ranking weight (cached).
+
+    One search per width keeps all ``beams`` items with their beam log-probabilities; each weight then only
+    re-sorts them, exactly as :meth:`CompactRecommender.recommend` does with that ``item_weight``.
+    """
+    path = folder / "rerank_sweep.json"
+    if path.is_file():
+        return read_json(path)
+    rec = CompactRecommender.from_pretrained(folder / "compact" / "best", catalog=dataset.catalog)
+    head = []
+    for start in range(0, len(valid), 256):
+        ids, mask = rec.encode_histories(valid.histories[start : start + 256])
+        head.append(rec.model.item_log_probs(ids, mask).numpy())
+    head = np.concatenate(head)
+    rows = []
+    for beams in RERANK_BEAMS:
+        t = time.perf_counter()
+        top, beam_scores = rec.recommend(valid.histories, k=beams, num_beams=beams, item_weight=0.0)
+        ms = 1000 * (time.perf_counter() - t) / len(valid)
+        for weight in RERANK_WEIGHTS:
+            score = beam_scores + weight * np.take_along_axis(head, top, 1)
+            lists = np.take_along_axis(top, np.argsort(-score, axis=1, kind="stable")[:, :10], 1)
+            hits = per_user_hits(lists, valid.targets)
+            row = {"beams": beams, "item_weight": weight, **{m: float(v.mean()) for m, v in hits.items()}}
+            rows.append({**row, "search_ms_per_user": ms})
+    atomic_write_json(path, rows)
+    return rows
 
 
 def sasrec_reference(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import ROOT, count_test_evaluation, markdown_table, record
+from bench.common import ROOT, count_test_evaluation, markdown_table, per_user_hits, record
 from genrec.baselines import Popularity, SASRecConfig, train_sasrec
 from genrec.data import SequenceDataset, SplitExamples, load_dataset
 from genrec.decoding.cold_start import (
@@ -107,14 +107,6 @@ def retrieval_recall(image: np.ndarray, text: np.ndarray, items: np.ndarray, k: 
     sims = l2_normalize(image[items]) @ l2_normalize(text[items]).T
     ranks = (sims > np.diag(sims)[:, None]).sum(1)
     return float((ranks < k).mean())
-
-
-def hits(top: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
-    ranks = topk_ranks(top, targets).numpy()
-    return {
-        "recall@10": (ranks <= 10).astype(float),
-        "ndcg@10": np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0),
-    }
 
 
 # validation grid of the cold admission (genrec.decoding.cold_start): offset, tie-break weight, slots. The
@@ -321,7 +313,7 @@ def main() -> None:
             }
 
         def valid_metrics(admission: ColdAdmission, on: dict[str, np.ndarray] = inputs["valid"]) -> dict:
-            per_user = hits(admitted_lists(on, valid, cold_items, admission), valid.targets)
+            per_user = per_user_hits(admitted_lists(on, valid, cold_items, admission), valid.targets)
             return {
                 "ndcg@10": float(per_user["ndcg@10"].mean()),
                 "cold_recall@10": float(per_user["recall@10"][valid_cold].mean()),
@@ -346,10 +338,10 @@ def main() -> None:
     rows, per_user = {}, {}
     for name, top in lists.items():
         rows[name] = evaluate_lists(top, test.targets, dataset.num_items, (5, 10))
-        per_user[name] = hits(top, test.targets)
+        per_user[name] = per_user_hits(top, test.targets)
         rows[name]["cold_recall@10"] = float(per_user[name]["recall@10"][cold_users].mean())
         if name in state["variants"]:
-            admitted = hits(np.asarray(state["variants"][name]["admitted"]["top"]), test.targets)
+            admitted = per_user_hits(np.asarray(state["variants"][name]["admitted"]["top"]), test.targets)
             rows[name]["recall@10 admitted"] = float(admitted["recall@10"].mean())
             rows[name]["ndcg@10 admitted"] = float(admitted["ndcg@10"].mean())
             rows[name]["cold_recall@10 admitted"] = float(admitted["recall@10"][cold_users].mean())

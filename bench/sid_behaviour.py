@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.common import markdown_table, record
+from bench.common import markdown_table, per_user_hits, record
 from bench.seqrec_ml100k_llm import COMPACT as ML100K_ARCHITECTURE
 from genrec.data import SequenceDataset, load_dataset
-from genrec.eval import bootstrap_interval, evaluate_lists, topk_ranks
+from genrec.eval import bootstrap_interval, evaluate_lists
 from genrec.model.compact import CompactRecommender, CompactTrainingConfig, train_compact
 from genrec.sid import SemanticIDSpec, load_or_build_semantic_ids
 from genrec.utils import atomic_write_json, configure_threads, read_json
@@ -102,11 +102,7 @@ def main() -> None:
     for name in VARIANTS:
         top = np.asarray(state[name]["top"])
         scores[name] = evaluate_lists(top, valid.targets, dataset.num_items, (5, 10))
-        ranks = topk_ranks(top, valid.targets).numpy()
-        hits[name] = {
-            "recall@10": (ranks <= 10).astype(float),
-            "ndcg@10": np.where(ranks <= 10, 1 / np.log2(ranks + 1), 0.0),
-        }
+        hits[name] = per_user_hits(top, valid.targets)
     ours, base_name = "text + behaviour", "text-only"
     gain = {m: list(bootstrap_interval(hits[ours][m] - hits[base_name][m])) for m in ("recall@10", "ndcg@10")}
     rows = [

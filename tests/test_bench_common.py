@@ -49,3 +49,10 @@ def test_predictions_path_rule(tmp_path):
     )
     assert written == str(tmp_path / "p.sasrec.jsonl")
     assert load_predictions(written) == {"u": ["i1", "i0"]}
+
+
+def test_per_user_hits_known_answer():
+    top = np.array([[5, 7, 9], [1, 2, 3], [4, 8, 6]])
+    hits = common.per_user_hits(top, np.array([7, 0, 4]))  # rank 2, absent, rank 1
+    np.testing.assert_allclose(hits["recall@10"], [1, 0, 1])
+    np.testing.assert_allclose(hits["ndcg@10"], [1 / np.log2(3), 0, 1])

@@ -249,3 +249,57 @@ def test_eval_unseen_last_leaves_validation_users_last_training_item_out(tmp_pat
         np.testing.assert_array_equal(history, seq)  # validation history: the unshortened sequence
     plain = dataclasses.replace(config, eval_unseen_last=False)
     assert all(np.array_equal(a, b) for a, b in zip(training_sequences(dataset, plain), full))
+
+
+HEAD = dataclasses.replace(TINY, item_head_weight=1.0)
+
+
+def test_item_head_reads_the_state_where_each_item_starts():
+    """The batch's item labels line up with the items its tokens hold: label j sits where item j starts."""
+    from genrec.model.compact import _batch
+
+    rec = CompactRecommender.from_item_tokens(item_tokens(), HEAD)
+    batch = _batch(rec, [np.array([3, 4, 5]), np.array([7])])
+    assert batch["item_labels"].tolist() == [[3, 4, 5], [7, -100, -100]]
+    width = rec.tokens_per_item
+    for row, labels in zip(batch["input_ids"], batch["item_labels"]):
+        for j, item in enumerate(labels.tolist()):
+            if item >= 0:  # the tokens after position j * width are the item's own
+                assert row[j * width + 1 : (j + 1) * width + 1].tolist() == rec.item_token_ids[item].tolist()
+    # the loss is the token loss plus the item head's, which is ~log(48) untrained
+    out = rec.model(**batch)
+    token_loss = rec.model(**{k: v for k, v in batch.items() if k != "item_labels"}).loss
+    assert float((out.loss - token_loss).detach()) == pytest.approx(np.log(N_ITEMS), abs=0.5)
+    # an item never trained on still has a vector: the sum of its codes' embeddings
+    assert torch.count_nonzero(rec.model.item_residual.weight) == 0
+
+
+def test_item_head_learns_reranks_and_round_trips(tmp_path, dataset):
+    config = dataclasses.replace(train_config(tmp_path, epochs=4), compact=HEAD)
+    rec = train_compact(dataset, item_tokens(), config)
+    test = dataset.test_examples()
+    ids, mask = rec.encode_histories(test.histories)
+    head = rec.model.item_log_probs(ids, mask)
+    # the head alone learned the walk: the next item is in its top 10 for nearly every user (chance 10/48)
+    assert (head.topk(10).indices.numpy() == test.targets[:, None]).any(1).mean() > 0.9
+    beam, beam_scores = rec.recommend(test.histories, k=10, num_beams=10, item_weight=0.0)
+    fused, fused_scores = rec.recommend(test.histories, k=10, num_beams=10)
+    # 12 steps in, the re-ranked list puts the next item first 3x as often as the beam's order (.24 vs .07)
+    assert (fused[:, 0] == test.targets).mean() > 2 * (beam[:, 0] == test.targets).mean()
+    # the same ten items, re-scored as beam log-probability + head log-probability and re-sorted
+    np.testing.assert_array_equal(np.sort(beam, 1), np.sort(fused, 1))
+    expected = beam_scores + np.take_along_axis(head.numpy(), beam, 1)
+    np.testing.assert_allclose(np.sort(fused_scores, 1), np.sort(expected, 1), atol=1e-4)
+    assert (np.diff(fused_scores, axis=1) <= 1e-6).all()
+    with pytest.raises(ValueError, match="num_beams >= k"):
+        rec.recommend(test.histories[:2], k=10, num_beams=5)
+
+    rec.save_pretrained(tmp_path / "saved")
+    loaded = CompactRecommender.from_pretrained(tmp_path / "saved", catalog=dataset.catalog)
+    torch.testing.assert_close(loaded.model.item_log_probs(ids, mask), head)
+    assert loaded.recommend([[]], k=5, num_beams=10)[0].shape == (1, 5)  # the cold-start prompt too
+
+
+def test_item_head_rejects_label_smoothing():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        CompactTrainingConfig.from_dict({"label_smoothing": 0.1, "compact": {"item_head_weight": 1.0}})
