@@ -298,6 +298,9 @@ def test_item_head_learns_reranks_and_round_trips(tmp_path, dataset):
     loaded = CompactRecommender.from_pretrained(tmp_path / "saved", catalog=dataset.catalog)
     torch.testing.assert_close(loaded.model.item_log_probs(ids, mask), head)
     assert loaded.recommend([[]], k=5, num_beams=10)[0].shape == (1, 5)  # the cold-start prompt too
+    swapped = rec.item_token_ids[[1, 0, *range(2, N_ITEMS)]]
+    with pytest.raises(CheckpointMismatchError, match="item head"):
+        CompactRecommender(loaded.model, loaded.tokenizer, swapped, loaded.config)
 
 
 def test_item_head_rejects_label_smoothing():

@@ -214,6 +214,9 @@ class CompactRecommender:
         self.tokenizer = tokenizer
         self.item_token_ids = np.asarray(item_token_ids, dtype=np.int64)
         self.config = config
+        head_tokens = model.item_token_ids.cpu().numpy() if model.has_item_head else self.item_token_ids
+        if not np.array_equal(head_tokens, self.item_token_ids):
+            raise CheckpointMismatchError("the model's item head holds other item tokens than the item table")
         add_dropout(model, config)
         self.catalog_fingerprint = catalog_fingerprint
         self.trie = ItemTrie.from_token_ids(self.item_token_ids)
