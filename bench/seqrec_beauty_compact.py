@@ -5,6 +5,7 @@ with trie-constrained beam search; SASRec and Popularity are trained in the same
 TIGER's published numbers are printed beside them for reference (not re-run).
 
     python -m bench.seqrec_beauty_compact [--config recipes/compact_beauty.yaml] [--threads 2]
+        [--beams 40 --item-weight 2]  # the decoding chosen on validation by bench.compact_levers_beauty
         [--save-predictions runs/preds.jsonl]  # -> runs/preds.{compact-sid-llama,sasrec,popularity}.jsonl
 
 Re-running resumes every model from ``--work-dir`` (default ``runs/seqrec_beauty_compact``). Popularity
@@ -49,6 +50,12 @@ def main() -> None:
     parser.add_argument("--config", default="recipes/compact_beauty.yaml")
     parser.add_argument("--work-dir", default="runs/seqrec_beauty_compact")
     parser.add_argument("--beams", type=int, default=20)
+    parser.add_argument(
+        "--item-weight",
+        type=float,
+        default=1.0,
+        help="weight of the item head's log-probability when re-ranking the beam's items (0 = beam order)",
+    )
     parser.add_argument("--sasrec-epochs", type=int, default=200)
     parser.add_argument("--sasrec-minutes", type=float, default=15.0, help="SASRec training budget per call")
     parser.add_argument("--threads", type=int, default=None)
@@ -90,7 +97,9 @@ def main() -> None:
     compact = train_compact(dataset, item_tokens, config)
     walls["compact_train_this_call"] = time.perf_counter() - t  # ~0 when resuming a finished run
     t = time.perf_counter()
-    top, _ = compact.recommend(test.histories, k=10, num_beams=args.beams, batch_size=64, progress=True)
+    top, _ = compact.recommend(
+        test.histories, k=10, num_beams=args.beams, batch_size=64, progress=True, item_weight=args.item_weight
+    )
     walls["compact_test"] = time.perf_counter() - t
     predictions["Compact SID Llama"] = top
     t = time.perf_counter()
@@ -111,6 +120,7 @@ def main() -> None:
     tested = {
         "compact_training": {k: v for k, v in asdict(config).items() if k not in NOT_MODEL_SETTINGS},
         "beams": args.beams,
+        "item_weight": args.item_weight,
         "sasrec_epochs": args.sasrec_epochs,
     }
     test_evaluations = count_test_evaluation("seqrec_beauty_compact", tested)
@@ -143,11 +153,13 @@ def main() -> None:
         for base in ("SASRec", "Popularity", "TIGER (published)")
     }
     test_ms = 1000 * walls["compact_test"] / len(test)
+    head = compact.model.has_item_head
+    rerank = f" re-ranked by the item head (weight {args.item_weight:g})" if head else ""
     summary = (
         f"Amazon Beauty, {dataset.num_users:,} users, {dataset.num_items:,} items, leave-one-out, all "
         f"{len(test):,} test users, full catalog. Compact model: "
         f"{compact.num_parameters() / 1e6:.2f}M params, "
-        f"{len(sid.level_prefixes)}-token RQ-KMeans SIDs, beam {args.beams}, trained "
+        f"{len(sid.level_prefixes)}-token RQ-KMeans SIDs, beam {args.beams}{rerank}, trained "
         f"{state['epoch']} epochs (best {state['best_epoch']}) in "
         f"{walls['compact_train_epochs'] / 60:.1f} min of training steps at "
         f"{tokens_per_s:,.0f} tokens/s; test decoding {test_ms:.1f} ms/user. {threads} threads.\n\n"
@@ -176,6 +188,7 @@ def main() -> None:
             "tokens_per_s": tokens_per_s,
             "test_ms_per_user": test_ms,
             "beams": args.beams,
+            "item_weight": args.item_weight if head else None,
             "test_evaluations": test_evaluations,
             **({"predictions": saved} if args.save_predictions else {}),
         },

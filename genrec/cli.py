@@ -101,6 +101,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         explain=args.explain,
         explanation=ExplanationConfig(max_new_tokens=args.max_new_tokens),
         explainer=args.explainer,
+        item_weight=args.item_weight,
     )[0]
     for rank, (item_id, title, score) in enumerate(zip(result.item_ids, result.titles, result.scores), 1):
         print(f"{rank:>2}. {item_id:<12} {score:8.3f}  {title}")
@@ -235,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("history", nargs="*", help="item ids or titles, oldest first (empty: cold start)")
     p.add_argument("--num-items", type=int, default=10)
     p.add_argument("--num-beams", type=int, default=20)
+    p.add_argument(
+        "--item-weight",
+        type=float,
+        default=1.0,
+        help="compact backbone with an item head: its log-probability's weight re-ranking the beam (0 = off)",
+    )
     p.add_argument("--dataset", help="check the model against this dataset's catalog (default: saved one)")
     p.add_argument("--explain", action="store_true", help="explain each item (greedy decoding)")
     p.add_argument(

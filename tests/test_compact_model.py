@@ -293,6 +293,16 @@ def test_item_head_learns_reranks_and_round_trips(tmp_path, dataset):
     assert (np.diff(fused_scores, axis=1) <= 1e-6).all()
     with pytest.raises(ValueError, match="num_beams >= k"):
         rec.recommend(test.histories[:2], k=10, num_beams=5)
+    # generate() on the wrapped model re-ranks the same way, by item id
+    from llm_tiny import tiny_sid
+
+    from genrec.model import GenerativeRecommender
+
+    wrapped = GenerativeRecommender.from_compact(rec, dataset.catalog, tiny_sid(dataset.catalog))
+    histories = [[dataset.catalog[i].id for i in h] for h in test.histories[:8]]
+    for weight, expected_top in ((1.0, fused), (0.0, beam)):
+        out = wrapped.generate(histories, num_items=10, num_beams=10, item_weight=weight)
+        assert [o.indices.tolist() for o in out] == expected_top[:8].tolist()
 
     rec.save_pretrained(tmp_path / "saved")
     loaded = CompactRecommender.from_pretrained(tmp_path / "saved", catalog=dataset.catalog)

@@ -45,6 +45,12 @@ def test_cold_scores_add_weighted_similarity_and_bonus():
     np.testing.assert_allclose(scores, [[0.0, -1.8]])
     with pytest.raises(ValueError):
         ColdAdmission(max_slots=-1)
+    # an item head's whole-item log-probabilities join at their weight, and are required when weighed
+    head = np.array([[-1.0, -4.0]])
+    with_head = ColdAdmission(bonus=1.0, similarity_weight=2.0, item_weight=0.5)
+    np.testing.assert_allclose(cold_scores(log_probs, sims, with_head, head), [[-0.5, -3.8]])
+    with pytest.raises(ValueError, match="item head"):
+        cold_scores(log_probs, sims, with_head)
 
 
 def test_first_token_log_probs_ignore_left_padding():
@@ -72,7 +78,17 @@ def test_choose_admission_maximises_the_objective_within_the_guard():
     best, best_metrics, grid = choose_admission(metrics, "cold", "ndcg", 0.02, *grid_axes)
     # ndcg must stay >= .98: bonus -4 costs .01 per slot (allowed up to 2 slots), bonus -2 costs .03 per slot
     assert best == ColdAdmission(-4.0, 5.0, 2) and best_metrics == metrics(best) and len(grid) == 1 + 8
-    assert grid[0] == {"bonus": 0.0, "similarity_weight": 0.0, "max_slots": 0, "cold": 0.0, "ndcg": 1.0}
+    assert grid[0] == {
+        "bonus": 0.0,
+        "similarity_weight": 0.0,
+        "max_slots": 0,
+        "item_weight": 0.0,
+        "cold": 0.0,
+        "ndcg": 1.0,
+    }
+    # an item-weight axis multiplies the grid
+    _, _, wider = choose_admission(metrics, "cold", "ndcg", 0.02, *grid_axes, item_weights=(0.0, 1.0))
+    assert len(wider) == 1 + 16 and {g["item_weight"] for g in wider[1:]} == {0.0, 1.0}
     strict, _, _ = choose_admission(metrics, "cold", "ndcg", 0.0, (-4.0,), (0.0,), (1,))
     assert strict.max_slots == 0  # any loss is too much: admit nothing
     constant = {"cold": 0.0, "ndcg": 1.0}

@@ -8,10 +8,13 @@ whose first-level code the model rates likely for this user is a candidate. Here
     log P(first SID token of c | history) + similarity_weight * cos(history, c) + bonus
 
 (the cosine between the mean content embedding of the history and ``c``'s content embedding, which breaks
-the ties between cold items sharing a first-level code), and at most ``max_slots`` cold items replace the
-lowest-scored beam results they outscore. ``bonus`` calibrates a one-token log-probability against the
-beams' whole-code ones; all three settings are meant to be chosen on validation (:func:`choose_admission`:
-the most cold-item recall that costs the lists as a whole at most a set share of their quality).
+the ties between cold items sharing a first-level code), plus, for a model with an item head
+(:class:`~genrec.model.compact.SIDLlamaForCausalLM`), ``item_weight * log P_head(c | history)``: the head
+scores every item from its codes' embeddings, so an unseen item gets a whole-code score on the same scale as
+the warm ones. At most ``max_slots`` cold items replace the lowest-scored beam results they outscore.
+``bonus`` calibrates a one-token log-probability against the beams' whole-code ones; the settings are meant
+to be chosen on validation (:func:`choose_admission`: the most cold-item recall that costs the lists as a
+whole at most a set share of their quality).
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ class ColdAdmission:
     bonus: float = 0.0
     similarity_weight: float = 0.0
     max_slots: int = 1
+    item_weight: float = 0.0  # of the item head's log-probability (a model with an item head only)
 
     def __post_init__(self) -> None:
-        if self.max_slots < 0 or self.similarity_weight < 0:
+        if self.max_slots < 0 or self.similarity_weight < 0 or self.item_weight < 0:
             raise ValueError(f"need max_slots >= 0 and similarity_weight >= 0, got {self}")
 
 
@@ -49,10 +53,20 @@ def first_token_log_probs(
     return torch.log_softmax(logits.float(), dim=-1)
 
 
-def cold_scores(cold_log_probs: np.ndarray, similarity: np.ndarray, admission: ColdAdmission) -> np.ndarray:
+def cold_scores(
+    cold_log_probs: np.ndarray,
+    similarity: np.ndarray,
+    admission: ColdAdmission,
+    head_log_probs: np.ndarray | None = None,
+) -> np.ndarray:
     """``(U, C)`` scores of ``C`` cold items (see the module docstring) from their first-level
-    log-probabilities and content cosines, each ``(U, C)``."""
-    return cold_log_probs + admission.similarity_weight * similarity + admission.bonus
+    log-probabilities, content cosines and, with an item head, its log-probabilities, each ``(U, C)``."""
+    scores = cold_log_probs + admission.similarity_weight * similarity + admission.bonus
+    if admission.item_weight:
+        if head_log_probs is None:
+            raise ValueError(f"{admission} weighs the item head's log-probabilities, but none were given")
+        scores = scores + admission.item_weight * head_log_probs
+    return scores
 
 
 def admit_cold_items(
@@ -65,20 +79,29 @@ def admit_cold_items(
 ) -> np.ndarray:
     """The ``(U, k)`` lists after admitting cold items: the ``k`` best of the beams' items (``top`` with
     their ``scores``, best first) and at most ``max_slots`` cold items by ``cold_item_scores`` ``(U, C)``.
-    A cold item already in a list, or in ``exclude[u]`` (e.g. the user's history), is not added again."""
-    if max_slots == 0 or len(cold_items) == 0:
-        return top.copy()
+    A cold item already in a list, or in ``exclude[u]`` (e.g. the user's history), is not added again; on
+    equal scores the beams' items come first. Vectorised over users: a validation grid calls it hundreds
+    of times."""
     users, k = top.shape
+    if max_slots == 0 or len(cold_items) == 0 or users == 0:
+        return top.copy()
     slots = min(max_slots, k, len(cold_items))
-    out = np.empty_like(top)
-    for u in range(users):
-        seen = set(top[u].tolist()) | (set(np.asarray(exclude[u]).tolist()) if exclude is not None else set())
-        order = np.argsort(-cold_item_scores[u], kind="stable")
-        candidates = [(float(cold_item_scores[u, j]), int(cold_items[j])) for j in order[: slots + len(seen)]]
-        candidates = [c for c in candidates if c[1] not in seen][:slots]
-        merged = sorted([*zip(scores[u].tolist(), top[u].tolist()), *candidates], key=lambda c: -c[0])
-        out[u] = [item for _, item in merged[:k]]
-    return out
+    seen_users, seen_items = [np.repeat(np.arange(users), k)], [top.ravel()]
+    if exclude is not None:
+        seen_users.append(np.repeat(np.arange(users), [len(e) for e in exclude]))
+        seen_items.append(np.concatenate([np.asarray(e, dtype=np.int64).ravel() for e in exclude]))
+    seen_user, seen_item = np.concatenate(seen_users), np.concatenate(seen_items).astype(np.int64)
+    column = np.full(max(int(seen_item.max(initial=0)), int(cold_items.max())) + 1, -1)
+    column[cold_items] = np.arange(len(cold_items))
+    seen_column = column[seen_item]
+    known = seen_column >= 0
+    candidate_scores = np.array(cold_item_scores, dtype=np.float64)
+    candidate_scores[seen_user[known], seen_column[known]] = -np.inf
+    picked = np.argsort(-candidate_scores, axis=1, kind="stable")[:, :slots]
+    merged_scores = np.concatenate([scores, np.take_along_axis(candidate_scores, picked, 1)], axis=1)
+    merged_items = np.concatenate([top, np.asarray(cold_items)[picked]], axis=1)
+    best = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(merged_items, best, 1)
 
 
 def choose_admission(
@@ -89,6 +112,7 @@ def choose_admission(
     bonuses: Sequence[float],
     similarity_weights: Sequence[float],
     max_slots: Sequence[int],
+    item_weights: Sequence[float] = (0.0,),
 ) -> tuple[ColdAdmission, dict[str, float], list[dict[str, float]]]:
     """The grid point with the highest ``objective`` (e.g. cold-item recall on validation) among those that
     keep ``guard`` (e.g. NDCG@10 over all validation users) within ``tolerance`` (relative) of admitting
@@ -98,8 +122,10 @@ def choose_admission(
     best, best_metrics = nothing, evaluate(nothing)
     floor = (1 - tolerance) * best_metrics[guard]
     grid = [{**asdict(nothing), **best_metrics}]
-    for bonus, weight, slots in itertools.product(bonuses, similarity_weights, max_slots):
-        admission = ColdAdmission(bonus, weight, slots)
+    for bonus, weight, slots, item_weight in itertools.product(
+        bonuses, similarity_weights, max_slots, item_weights
+    ):
+        admission = ColdAdmission(bonus, weight, slots, item_weight)
         metrics = evaluate(admission)
         grid.append({**asdict(admission), **metrics})
         if metrics[guard] >= floor and metrics[objective] > best_metrics[objective]:

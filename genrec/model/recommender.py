@@ -408,6 +408,7 @@ class GenerativeRecommender:
         explain: bool = False,
         explanation: ExplanationConfig | None = None,
         explainer: Literal["adapter", "base"] = "adapter",
+        item_weight: float = 1.0,
     ) -> Recommendation | list[Recommendation]:
         """Top ``num_items`` catalog items for one history or a batch, best first.
 
@@ -415,7 +416,8 @@ class GenerativeRecommender:
         of such lists is a batch (returns a list). ``num_beams`` defaults to ``num_items``. Settings come
         only from these arguments; the model's ``generation_config`` is not consulted.
         ``exclude_history=True`` removes each user's own items inside the beam search, so all
-        ``num_items`` are new to the user.
+        ``num_items`` are new to the user. A compact backbone with an item head re-ranks the beam's items
+        by ``item_weight`` times the head's log-probability (:meth:`CompactRecommender.recommend`).
 
         ``explain=True`` adds an explanation of every item for its user (:meth:`explain`): decoded as
         ``explanation`` says (default :class:`ExplanationConfig`, greedy), by the tuned adapter or the base
@@ -441,18 +443,28 @@ class GenerativeRecommender:
             score_ids = None if score_ids is None else torch.from_numpy(score_ids).to(device)
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                ids, mask = self.encode_prompts(chunk, phrasing)
-                top, scores = constrained_beam_search(
-                    self.model,
-                    ids.to(device),
-                    mask.to(device),
-                    self.trie,
-                    num_beams=num_beams,
-                    num_return=num_items,
-                    score_ids=score_ids,
-                    exclude=chunk if exclude_history else None,
-                )
-                rows, row_scores = top.cpu().numpy(), scores.float().cpu().numpy()
+                if self.compact is not None:
+                    rows, row_scores = self.compact.recommend(
+                        chunk,
+                        k=num_items,
+                        num_beams=num_beams,
+                        batch_size=len(chunk),
+                        exclude_history=exclude_history,
+                        item_weight=item_weight,
+                    )
+                else:
+                    ids, mask = self.encode_prompts(chunk, phrasing)
+                    top, scores = constrained_beam_search(
+                        self.model,
+                        ids.to(device),
+                        mask.to(device),
+                        self.trie,
+                        num_beams=num_beams,
+                        num_return=num_items,
+                        score_ids=score_ids,
+                        exclude=chunk if exclude_history else None,
+                    )
+                    rows, row_scores = top.cpu().numpy(), scores.float().cpu().numpy()
                 recs = [self._result(row, score) for row, score in zip(rows, row_scores)]
                 if explain:
                     pair_histories = [h for h in chunk for _ in range(num_items)]
@@ -480,6 +492,7 @@ class GenerativeRecommender:
         num_beams: int | None = None,
         batch_size: int = 16,
         exclude_history: bool = False,
+        item_weight: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Evaluation form: dense-index histories -> ``(items (U, k), scores (U, k))`` arrays."""
         recs = self.generate(
@@ -488,6 +501,7 @@ class GenerativeRecommender:
             num_beams=num_beams,
             batch_size=batch_size,
             exclude_history=exclude_history,
+            item_weight=item_weight,
         )
         assert isinstance(recs, list)
         return np.stack([r.indices for r in recs]), np.stack([r.scores for r in recs])
