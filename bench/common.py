@@ -32,7 +32,7 @@ from genrec.utils.io import atomic_write, atomic_write_json
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-TEST_EVALUATIONS = RESULTS / "test_evaluations.json"
+TEST_EVALUATIONS = ROOT / "bench" / "test_evaluations.json"  # a counter, not a bench result
 _LIBS = (
     "torch",
     "transformers",
@@ -144,7 +144,7 @@ def load_result(name: str) -> dict[str, Any]:
 def count_test_evaluation(name: str, config: dict[str, Any]) -> dict[str, int]:
     """Count one look at the test split by bench ``name`` with model ``config``; return the totals so far.
 
-    Counts persist in ``bench/results/test_evaluations.json`` (kept in git), keyed by bench and by a hash
+    Counts persist in ``bench/test_evaluations.json`` (kept in git), keyed by bench and by a hash
     of ``config``, which should hold every setting that changes the tested model and nothing that does
     not (paths, threads, wall-time budgets). Returns ``{"this_config": n, "all_configs": m}``: ``m`` also
     counts the bench's other configurations, so a setting tuned on test by trying several shows up there.

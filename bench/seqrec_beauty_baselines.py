@@ -10,7 +10,7 @@ again resumes it. Published numbers on this split are printed alongside for orie
 from the TIGER paper, Rajput et al. 2023, Table 2), but the baseline measured in this run is popularity.
 Popularity is scored from its ranked list, ties broken by lower item index (the rule every bench uses, see
 :mod:`genrec.baselines.popularity`). Every run counts one look at the test split for its SASRec
-configuration in ``bench/results/test_evaluations.json`` and records the count.
+configuration in ``bench/test_evaluations.json`` and records the count.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ TIGER's published numbers are printed beside them for reference (not re-run).
 
 Re-running resumes every model from ``--work-dir`` (default ``runs/seqrec_beauty_compact``). Popularity
 breaks ties by lower item index (see :mod:`genrec.baselines.popularity`); every run counts one look at the
-test split in ``bench/results/test_evaluations.json`` and records the count.
+test split in ``bench/test_evaluations.json`` and records the count.
 """
 
 from __future__ import annotations
