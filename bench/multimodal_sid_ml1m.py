@@ -16,8 +16,9 @@ behaviour SIDs of MovieLens-1M, with SASRec and Popularity, warm and cold items.
   probability of their first SID token, tie-broken by their similarity to the history in the variant's own
   embedding space, and by the item head's probability of the whole item (its vector is composed from the
   item's codes, so an item no sequence held still has one). Its four settings are chosen per variant on
-  all validation users: the most cold-target recall@10 that keeps validation NDCG@10 within 1% of
-  admitting nothing; then applied once to test. The ``admitted`` columns are those lists; the others are
+  all validation users: the cheapest (highest validation NDCG@10) that recalls validation cold targets as
+  well as content kNN in the variant's own space, within 5% of admitting nothing; then applied once to
+  test. The ``admitted`` columns are those lists; the others are
   beam search re-ranked by the item head.
 
 Every stage is resumable: a rerun skips what ``--work-dir`` already holds (variants one by one).
@@ -55,7 +56,7 @@ from genrec.embed import (
     l2_normalize,
     pretrain_image_encoder,
 )
-from genrec.eval import bootstrap_interval, evaluate_lists, topk_ranks
+from genrec.eval import bootstrap_interval, evaluate_lists
 from genrec.model import GenerativeRecommender
 from genrec.model.compact import CompactConfig, CompactRecommender, CompactTrainingConfig, train_compact
 from genrec.sid import build_multimodal_semantic_ids
@@ -107,6 +108,10 @@ def knn_lists(embeddings: np.ndarray, histories: list[np.ndarray], k: int = 10) 
     return scores.topk(k, dim=1).indices.numpy()
 
 
+def cold_recall(lists: np.ndarray, targets: np.ndarray) -> float:
+    return float(per_user_hits(lists, targets)["recall@10"].mean())
+
+
 def retrieval_recall(image: np.ndarray, text: np.ndarray, items: np.ndarray, k: int = 10) -> float:
     """Poster -> title retrieval among ``items``: how often an item's own title is in its top ``k``."""
     sims = l2_normalize(image[items]) @ l2_normalize(text[items]).T
@@ -115,15 +120,18 @@ def retrieval_recall(image: np.ndarray, text: np.ndarray, items: np.ndarray, k: 
 
 
 # validation grid of the cold admission (genrec.decoding.cold_start): offset, tie-break weight, slots. The
-# chosen point recalls the most cold targets while NDCG@10 over all validation users stays within 1% of
-# admitting nothing (admission never raised it on validation: the warm items it displaces hit as often).
+# chosen point is the cheapest (highest NDCG@10 over all validation users) that recalls cold targets as
+# well as content kNN does on the same validation users in the variant's own space, at most 5% below
+# admitting nothing; a variant that cannot reach that recalls as many as the 5% allow. (At 1%, the rule
+# before: fused + imputed behaviour recalled .023 of validation cold targets, content kNN .04-.05.)
 ADMISSION_GRID = {
     "bonuses": (-10.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0, -2.0),
     "similarity_weights": (0.0, 2.0, 5.0, 10.0, 20.0, 50.0),
     "max_slots": (1, 2, 3, 5),
     "item_weights": (0.0, 1.0),  # of the item head's log-probability of the cold item
 }
-ADMISSION_TOLERANCE = 0.01
+ADMISSION_TOLERANCE = 0.05
+ADMISSION_RULE = {**ADMISSION_GRID, "tolerance": ADMISSION_TOLERANCE, "target": "content kNN"}
 
 
 def history_similarity(embeddings: np.ndarray, histories: list[np.ndarray], items: np.ndarray) -> np.ndarray:
@@ -189,7 +197,7 @@ def plot(rows: dict[str, dict], knn: dict[str, float], path: Path) -> Path:
     cold = {**{n: rows[n].get("cold_recall@10 admitted", rows[n]["cold_recall@10"]) for n in names}, **knn}
     right.barh(list(cold), list(cold.values()), color=["C1" if k in knn else "C0" for k in cold])
     right.invert_yaxis()
-    right.set_xlabel("recall@10 on test users whose target is a cold item\n(SID variants: cold admission)")
+    right.set_xlabel("cold-target test users: recall@10\n(SID variants: with cold admission)")
     fig.suptitle("MovieLens-1M: semantic IDs from text, posters and behaviour (same compact model)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -308,7 +316,7 @@ def main() -> None:
     valid_cold = np.flatnonzero(cold[valid.targets])
     for name in VARIANTS:
         entry = state["variants"][name]
-        if "admitted" in entry:
+        if entry.get("admitted", {}).get("rule") == ADMISSION_RULE:
             continue
         folder = work / variant_folder(name)
         t = time.perf_counter()
@@ -331,12 +339,25 @@ def main() -> None:
                 "cold_recall@10": float(per_user["recall@10"][valid_cold].mean()),
             }
 
+        knn_valid = cold_recall(
+            knn_lists(space, [valid.histories[u] for u in valid_cold]), valid.targets[valid_cold]
+        )
         chosen, chosen_metrics, grid = choose_admission(
-            valid_metrics, "cold_recall@10", "ndcg@10", ADMISSION_TOLERANCE, **ADMISSION_GRID
+            valid_metrics,
+            "cold_recall@10",
+            "ndcg@10",
+            ADMISSION_TOLERANCE,
+            **ADMISSION_GRID,
+            target=knn_valid,
         )
         entry["admitted"] = {
+            "rule": ADMISSION_RULE,
             "top": admitted_lists(inputs["test"], test, cold_items, chosen).tolist(),
             "admission": dataclasses.asdict(chosen),
+            "valid_knn_cold_recall@10": knn_valid,
+            "test_knn_cold_recall@10": cold_recall(
+                knn_lists(space, [test.histories[u] for u in cold_users]), test.targets[cold_users]
+            ),
             "valid": chosen_metrics,
             "valid_without": {k: grid[0][k] for k in chosen_metrics},
             "grid": grid,
@@ -357,14 +378,15 @@ def main() -> None:
             rows[name]["recall@10 admitted"] = float(admitted["recall@10"].mean())
             rows[name]["ndcg@10 admitted"] = float(admitted["ndcg@10"].mean())
             rows[name]["cold_recall@10 admitted"] = float(admitted["recall@10"][cold_users].mean())
+            rows[name]["content kNN cold_recall@10"] = state["variants"][name]["admitted"][
+                "test_knn_cold_recall@10"
+            ]
         if name in state["variants"]:
             for m in ("recall@10", "ndcg@10"):
                 rows[name][f"{m}_ci95"] = list(bootstrap_interval(per_user[name][m]))
     cold_histories = [test.histories[u] for u in cold_users]
     knn = {
-        f"content kNN ({space})": float(
-            (topk_ranks(knn_lists(emb, cold_histories), test.targets[cold_users]).numpy() <= 10).mean()
-        )
+        f"content kNN ({space})": cold_recall(knn_lists(emb, cold_histories), test.targets[cold_users])
         for space, emb in (
             ("text", text),
             ("image", image),
@@ -395,6 +417,7 @@ def main() -> None:
         "cold_recall@10",
         "ndcg@10 admitted",
         "cold_recall@10 admitted",
+        "content kNN cold_recall@10",
         "coverage@10",
         "valid_ndcg@10",
         "train_min",
@@ -422,7 +445,7 @@ def main() -> None:
             "epochs": args.epochs,
             "image_steps": args.image_steps,
             "compact": dataclasses.asdict(COMPACT),
-            "cold_admission": {**ADMISSION_GRID, "tolerance": ADMISSION_TOLERANCE},
+            "cold_admission": ADMISSION_RULE,
         },
     )
     record(

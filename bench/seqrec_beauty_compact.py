@@ -5,7 +5,7 @@ with trie-constrained beam search; SASRec and Popularity are trained in the same
 TIGER's published numbers are printed beside them for reference (not re-run).
 
     python -m bench.seqrec_beauty_compact [--config recipes/compact_beauty.yaml] [--threads 2]
-        [--beams 40 --item-weight 2]  # the decoding chosen on validation by bench.compact_levers_beauty
+        [--beams 80 --item-weight 2]  # the decoding chosen on validation by bench.compact_levers_beauty
         [--save-predictions runs/preds.jsonl]  # -> runs/preds.{compact-sid-llama,sasrec,popularity}.jsonl
 
 Re-running resumes every model from ``--work-dir`` (default ``runs/seqrec_beauty_compact``). Popularity

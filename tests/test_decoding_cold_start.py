@@ -94,3 +94,19 @@ def test_choose_admission_maximises_the_objective_within_the_guard():
     constant = {"cold": 0.0, "ndcg": 1.0}
     flat, _, _ = choose_admission(lambda a: constant, "cold", "ndcg", 0.5, (0.0,), (0.0,), (1,))
     assert flat.max_slots == 0  # no gain: ties go to admitting nothing
+
+
+def test_choose_admission_with_a_target_takes_the_cheapest_point_reaching_it():
+    def metrics(a: ColdAdmission) -> dict[str, float]:  # each slot: +.1 cold recall, -.01 ndcg
+        return {"cold": 0.1 * a.max_slots, "ndcg": 1.0 - 0.01 * a.max_slots}
+
+    axes = ((-4.0,), (0.0,), (1, 2, 3, 4))
+    plain, _, _ = choose_admission(metrics, "cold", "ndcg", 0.05, *axes)
+    assert plain.max_slots == 4  # no target: the most cold recall the tolerance allows
+    cheap, cheap_metrics, _ = choose_admission(metrics, "cold", "ndcg", 0.05, *axes, target=0.15)
+    assert cheap.max_slots == 2 and cheap_metrics == {"cold": 0.2, "ndcg": 0.98}
+    reached, _, _ = choose_admission(metrics, "cold", "ndcg", 0.05, *axes, target=0.0)
+    assert reached.max_slots == 0  # admitting nothing already reaches it
+    # out of reach within the tolerance (3 slots at most): the plain rule
+    far, _, _ = choose_admission(metrics, "cold", "ndcg", 0.03, *axes, target=0.9)
+    assert far.max_slots == 3

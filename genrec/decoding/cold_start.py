@@ -14,7 +14,7 @@ scores every item from its codes' embeddings, so an unseen item gets a whole-cod
 the warm ones. At most ``max_slots`` cold items replace the lowest-scored beam results they outscore.
 ``bonus`` calibrates a one-token log-probability against the beams' whole-code ones; the settings are meant
 to be chosen on validation (:func:`choose_admission`: the most cold-item recall that costs the lists as a
-whole at most a set share of their quality).
+whole at most a set share of their quality, or the least cost that reaches a target recall).
 """
 
 from __future__ import annotations
@@ -113,21 +113,31 @@ def choose_admission(
     similarity_weights: Sequence[float],
     max_slots: Sequence[int],
     item_weights: Sequence[float] = (0.0,),
+    target: float | None = None,
 ) -> tuple[ColdAdmission, dict[str, float], list[dict[str, float]]]:
     """The grid point with the highest ``objective`` (e.g. cold-item recall on validation) among those that
     keep ``guard`` (e.g. NDCG@10 over all validation users) within ``tolerance`` (relative) of admitting
     nothing. ``evaluate`` returns both metrics for a setting. Admitting nothing (``max_slots=0``) is always
-    a candidate and wins ties. Returns the setting, its metrics and every point's."""
+    a candidate and wins ties.
+
+    With a ``target`` objective (e.g. the cold-item recall a content-kNN recommender reaches on the same
+    users), the cheapest point within the tolerance that reaches it wins instead (the highest ``guard``):
+    as much cold recall as asked for, no more at the lists' expense. If none reaches it, the rule above.
+    Returns the setting, its metrics and every point's."""
     nothing = ColdAdmission(max_slots=0)
-    best, best_metrics = nothing, evaluate(nothing)
-    floor = (1 - tolerance) * best_metrics[guard]
-    grid = [{**asdict(nothing), **best_metrics}]
+    base = evaluate(nothing)
+    floor = (1 - tolerance) * base[guard]
+    points = [(nothing, base)]
     for bonus, weight, slots, item_weight in itertools.product(
         bonuses, similarity_weights, max_slots, item_weights
     ):
         admission = ColdAdmission(bonus, weight, slots, item_weight)
-        metrics = evaluate(admission)
-        grid.append({**asdict(admission), **metrics})
-        if metrics[guard] >= floor and metrics[objective] > best_metrics[objective]:
-            best, best_metrics = admission, metrics
+        points.append((admission, evaluate(admission)))
+    grid = [{**asdict(a), **m} for a, m in points]
+    allowed = [(a, m) for a, m in points if m[guard] >= floor]
+    reaching = [(a, m) for a, m in allowed if target is not None and m[objective] >= target]
+    if reaching:  # max() keeps the first of equals: grid order, nothing first
+        best, best_metrics = max(reaching, key=lambda p: p[1][guard])
+    else:
+        best, best_metrics = max(allowed, key=lambda p: p[1][objective])
     return best, best_metrics, grid
