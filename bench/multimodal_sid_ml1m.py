@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -131,7 +132,10 @@ ADMISSION_GRID = {
     "item_weights": (0.0, 1.0),  # of the item head's log-probability of the cold item
 }
 ADMISSION_TOLERANCE = 0.05
-ADMISSION_RULE = {**ADMISSION_GRID, "tolerance": ADMISSION_TOLERANCE, "target": "content kNN"}
+# as stored with each admission (JSON: lists), so that a rerun recomputes only admissions made otherwise
+ADMISSION_RULE = json.loads(
+    json.dumps({**ADMISSION_GRID, "tolerance": ADMISSION_TOLERANCE, "target": "content kNN"})
+)
 
 
 def history_similarity(embeddings: np.ndarray, histories: list[np.ndarray], items: np.ndarray) -> np.ndarray:
