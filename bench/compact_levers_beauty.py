@@ -51,6 +51,13 @@ VARIANTS: dict[str, dict[str, Any]] = {  # overrides of the recipe, nested as in
     "item head 0.5": {"compact": {"item_head_weight": 0.5}, "epochs": 20},
     # the cosine annealed by epoch 12: at 20 epochs the head peaked at epoch 11, with the rate still at ~40%
     "item head 0.5 + 12 epochs": {"compact": {"item_head_weight": 0.5}, "epochs": 12},
+    # the same on SIDs from another k-means seed: how much the codes' draw matters, and a second SID channel
+    # to merge with the first (BARGE: two channels' hits overlap only partly)
+    "item head 0.5 + 12 epochs + sid seed 1": {
+        "compact": {"item_head_weight": 0.5},
+        "epochs": 12,
+        "sid": {"seed": 1},
+    },
 }
 SAME_SCHEDULE = "20 epochs"  # what the item-head variants are also compared with
 HEAD_BASE = "item head 0.5"  # and what the variants of the item head are compared with
