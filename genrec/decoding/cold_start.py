@@ -135,7 +135,7 @@ def choose_admission(
         points.append((admission, evaluate(admission)))
     grid = [{**asdict(a), **m} for a, m in points]
     allowed = [(a, m) for a, m in points if m[guard] >= floor]
-    reaching = [(a, m) for a, m in allowed if target is not None and m[objective] >= target]
+    reaching = [] if target is None else [(a, m) for a, m in allowed if m[objective] >= target]
     if reaching:  # max() keeps the first of equals: grid order, nothing first
         best, best_metrics = max(reaching, key=lambda p: p[1][guard])
     else:
