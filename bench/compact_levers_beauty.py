@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from bench.common import markdown_table, per_user_hits, record
 from genrec.baselines import SASRecConfig, train_sasrec
 from genrec.data import SequenceDataset, SplitExamples, load_amazon_p5
+from genrec.decoding import merge_beams
 from genrec.eval import bootstrap_interval, evaluate_lists
 from genrec.model.compact import CompactRecommender, CompactTrainingConfig, train_compact, validation_users
 from genrec.sid import load_or_build_semantic_ids
@@ -64,8 +66,28 @@ HEAD_BASE = "item head 0.5"  # and what the variants of the item head are compar
 # the item heads' decoding settings, chosen here on validation: beam width (the candidates it re-ranks) and
 # the weight of its log-probability beside the beam's (0 = the beam's own order)
 RERANK_BEAMS, RERANK_WEIGHTS = (20, 40, 80), (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Several variants' models recommending as one (genrec.model.channels): the union of their beams, ranked by
+# summed beam and head scores (merge_beams). Codes from another k-means draw (BARGE's second SID channel), or
+# the same codes under another schedule: both fail on other users than the recipe's model does.
+MERGES: dict[str, tuple[str, ...]] = {
+    "+ sid seed 1": ("item head 0.5 + 12 epochs", "item head 0.5 + 12 epochs + sid seed 1"),
+    "+ 20 epochs": ("item head 0.5 + 12 epochs", "item head 0.5"),
+    "+ sid seed 1 + 20 epochs": (
+        "item head 0.5 + 12 epochs",
+        "item head 0.5 + 12 epochs + sid seed 1",
+        "item head 0.5",
+    ),
+}
+MERGE_BEAMS, MERGE_WEIGHTS = (40, 80), (1.0, 2.0, 4.0)
+MERGE_BASE = "item head 0.5 + 12 epochs"  # the recipe's model, which every merge starts from
 # the same for every variant: a sample large enough to resolve ~.005 NDCG@10 paired, and a fixed schedule
-COMMON = {"eval_users": 4000, "eval_unseen_last": True, "patience": 10**6, "max_minutes": None}
+COMMON = {
+    "eval_users": 4000,
+    "eval_unseen_last": True,
+    "patience": 10**6,
+    "max_minutes": None,
+    "channels": [],  # one model per variant; merges of them are measured by merge_sweep
+}
 
 
 # the levers are measured from the recipe's model without the item head it has since adopted
@@ -150,6 +172,7 @@ def main() -> None:
         for n in heads
         for row in rerank_sweep(dataset, valid, args.work_dir / folder_name(n))
     ]
+    merges = merge_sweep(dataset, valid, args.work_dir, sweep)
     rows, hits, scores = [], {}, {}
     for name, result in results.items():
         top = np.asarray(result["top"])
@@ -211,6 +234,9 @@ def main() -> None:
         )
         + "\nItem-head decoding on the same users (beam width x re-ranking weight; weight 0 = the beam's "
         f"order):\n\n{markdown_table(sweep, list(sweep[0]))}"
+        + f"\nModels merged at decoding (each model's beam of `beams` items, their union ranked by summed "
+        f"beam and head scores; gains paired against `{MERGE_BASE}` at its best decoding):\n\n"
+        f"{markdown_table(merges, list(merges[0]))}"
     )
     print(summary)
     record(
@@ -226,6 +252,7 @@ def main() -> None:
             "paired_gain_ci95_vs_recipe": gains,
             "item_head_paired_gain_ci95": {f"{n} vs {base}": g for (n, base), g in head_gains.items()},
             "item_head_rerank_sweep": sweep,
+            "merged_models_sweep": merges,
             "variants": {
                 n: {"overrides": r["overrides"], "history": r["history"]} for n, r in results.items()
             },
@@ -237,8 +264,9 @@ def main() -> None:
 def rerank_sweep(dataset: SequenceDataset, valid: SplitExamples, folder: Path) -> list[dict[str, float]]:
     """Validation recall/NDCG@10 of the item-head model for each beam width and re-ranking weight (cached).
 
-    One search per width keeps all ``beams`` items with their beam log-probabilities; each weight then only
-    re-sorts them, exactly as :meth:`CompactRecommender.recommend` does with that ``item_weight``.
+    One search per width keeps all ``beams`` items with their beam log-probabilities (:func:`candidates`);
+    each weight then only re-sorts them, exactly as :meth:`CompactRecommender.recommend` does with that
+    ``item_weight``.
     ``candidate_recall`` is how often the target is among the ``beams`` items at all (the ceiling any
     re-ranking of them has). A cached sweep is extended with the widths it lacks.
     """
@@ -248,26 +276,106 @@ def rerank_sweep(dataset: SequenceDataset, valid: SplitExamples, folder: Path) -
     missing = [b for b in RERANK_BEAMS if any((b, w) not in done for w in RERANK_WEIGHTS)]
     if not missing:
         return [r for r in rows if r["beams"] in RERANK_BEAMS and r["item_weight"] in RERANK_WEIGHTS]
-    rec = CompactRecommender.from_pretrained(folder / "compact" / "best", catalog=dataset.catalog)
-    head = []
-    for start in range(0, len(valid), 256):
-        ids, mask = rec.encode_histories(valid.histories[start : start + 256])
-        head.append(rec.model.item_log_probs(ids, mask).numpy())
-    head = np.concatenate(head)
     rows = [r for r in rows if r["beams"] not in missing and "candidate_recall" in r]
     for beams in missing:
-        t = time.perf_counter()
-        top, beam_scores = rec.recommend(valid.histories, k=beams, num_beams=beams, item_weight=0.0)
-        ms = 1000 * (time.perf_counter() - t) / len(valid)
-        candidate_recall = float((top == valid.targets[:, None]).any(axis=1).mean())
+        found = candidates(dataset, valid, folder, beams)
         for weight in RERANK_WEIGHTS:
-            score = beam_scores + weight * np.take_along_axis(head, top, 1)
-            lists = np.take_along_axis(top, np.argsort(-score, axis=1, kind="stable")[:, :10], 1)
+            lists, candidate_recall = merged_lists([found], weight, valid.targets)
             hits = per_user_hits(lists, valid.targets)
-            row = {"beams": beams, "item_weight": weight, **{m: float(v.mean()) for m, v in hits.items()}}
-            rows.append({**row, "candidate_recall": candidate_recall, "search_ms_per_user": ms})
+            rows.append(
+                {
+                    "beams": beams,
+                    "item_weight": weight,
+                    **{m: float(v.mean()) for m, v in hits.items()},
+                    "candidate_recall": candidate_recall,
+                    "search_ms_per_user": found["search_ms_per_user"],
+                }
+            )
         atomic_write_json(path, rows)
     return sorted(rows, key=lambda r: (r["beams"], r["item_weight"]))
+
+
+def merge_sweep(
+    dataset: SequenceDataset, valid: SplitExamples, work_dir: Path, sweep: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Validation recall/NDCG@10 of each of ``MERGES`` per beam width and head weight, with the paired NDCG@10
+    gain over ``MERGE_BASE`` at its best decoding in ``sweep``. Candidates are searched once per model and
+    width (cached in its folder), then merged exactly as :meth:`MultiChannelRecommender.recommend` does."""
+    best = max((r for r in sweep if r["variant"] == MERGE_BASE), key=lambda r: r["ndcg@10"])
+    base = candidates(dataset, valid, work_dir / folder_name(MERGE_BASE), best["beams"])
+    base_top, _ = merged_lists([base], best["item_weight"])
+    base_hits = per_user_hits(base_top, valid.targets)
+    rows = []
+    for name, variants in MERGES.items():
+        for beams in MERGE_BEAMS:
+            found = [candidates(dataset, valid, work_dir / folder_name(v), beams) for v in variants]
+            for weight in MERGE_WEIGHTS:
+                top, candidate_recall = merged_lists(found, weight, valid.targets)
+                hits = per_user_hits(top, valid.targets)
+                gain = bootstrap_interval(hits["ndcg@10"] - base_hits["ndcg@10"])
+                rows.append(
+                    {
+                        "merge": name,
+                        "models": len(variants),
+                        "beams": beams,
+                        "item_weight": weight,
+                        **{m: float(v.mean()) for m, v in hits.items()},
+                        "ndcg@10 gain (95% CI)": f"[{gain[0]:+.4f}, {gain[1]:+.4f}]",
+                        "candidate_recall": candidate_recall,
+                        "search_ms_per_user": sum(f["search_ms_per_user"] for f in found),
+                    }
+                )
+    return rows
+
+
+def candidates(dataset: SequenceDataset, valid: SplitExamples, folder: Path, beams: int) -> dict[str, Any]:
+    """One model's ``beams`` items and beam scores per validation user, and its item-head log-probabilities
+    (cached in ``folder``: the heads once, float16, ~100 MB; the beams per width)."""
+    path, head_path = folder / f"valid_beam{beams}.npz", folder / "valid_item_log_probs.npy"
+    if not path.is_file() or not head_path.is_file():
+        rec = CompactRecommender.from_pretrained(folder / "compact" / "best", catalog=dataset.catalog)
+        tops, beam_scores, heads = [], [], []
+        t = time.perf_counter()
+        for start in range(0, len(valid), 64):
+            batch = valid.histories[start : start + 64]
+            top, score, head = rec.beam_candidates(batch, beams, beams, item_scores=not head_path.is_file())
+            tops.append(top.numpy())
+            beam_scores.append(score.numpy())
+            heads.append(None if head is None else head.numpy().astype(np.float16))
+        ms = 1000 * (time.perf_counter() - t) / len(valid)
+        if not head_path.is_file():
+            np.save(head_path, np.concatenate(heads))
+        np.savez(path, top=np.concatenate(tops), beam=np.concatenate(beam_scores), ms=ms)
+    saved = np.load(path)
+    return {
+        "top": saved["top"],
+        "beam": saved["beam"],
+        "head": np.load(head_path, mmap_mode="r"),
+        "search_ms_per_user": float(saved["ms"]),
+    }
+
+
+def merged_lists(
+    found: list[dict[str, Any]], weight: float, targets: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Top-10 per user of :func:`merge_beams` over ``found``, in chunks; and how often ``targets`` is among
+    the union of the beams (nan without targets)."""
+    lists, inside = [], []
+    for start in range(0, len(found[0]["top"]), 500):
+        part = slice(start, start + 500)
+        tops = [torch.from_numpy(f["top"][part]) for f in found]
+        top, _ = merge_beams(
+            tops,
+            [torch.from_numpy(f["beam"][part]) for f in found],
+            [torch.from_numpy(np.asarray(f["head"][part], dtype=np.float32)) for f in found],
+            weight,
+            10,
+        )
+        lists.append(top.numpy())
+        if targets is not None:
+            union = torch.cat(tops, 1).numpy()
+            inside.append((union == targets[part, None]).any(axis=1))
+    return np.concatenate(lists), float(np.concatenate(inside).mean()) if inside else float("nan")
 
 
 def sasrec_reference(

@@ -1,7 +1,8 @@
 """Compact SID Llama vs SASRec and Popularity on all of Amazon Beauty (leave-one-out, all 22,363 test users).
 
-The compact model (``recipes/compact_beauty.yaml``) is trained here on whole user sequences and decoded
-with trie-constrained beam search; SASRec and Popularity are trained in the same run on the same split.
+The compact model (``recipes/compact_beauty.yaml``, with each of its ``channels``) is trained here on whole
+user sequences and decoded with trie-constrained beam search, the channels' beams merged
+(:mod:`genrec.model.channels`); SASRec and Popularity are trained in the same run on the same split.
 TIGER's published numbers are printed beside them for reference (not re-run).
 
     python -m bench.seqrec_beauty_compact [--config recipes/compact_beauty.yaml] [--threads 2]
@@ -34,8 +35,8 @@ from genrec.eval import (
     evaluate_recommender,
     valid_item_rate,
 )
-from genrec.model.compact import CompactTrainingConfig, train_compact
-from genrec.sid import load_or_build_semantic_ids
+from genrec.model.channels import channel_configs, train_channels
+from genrec.model.compact import CompactTrainingConfig
 from genrec.utils import configure_threads, read_json, shared_dataset
 
 # TIGER (Rajput et al., NeurIPS 2023), Table 2, Beauty.
@@ -80,8 +81,7 @@ def main() -> None:
     walls: dict[str, float] = {}
     t = time.perf_counter()
     dataset = load_amazon_p5(shared_dataset("amazon2014-beauty"))
-    sid = load_or_build_semantic_ids(dataset, work / "sid", config.sid)
-    walls["data_and_sids"] = time.perf_counter() - t
+    walls["data"] = time.perf_counter() - t
     test = dataset.test_examples()
     rows, results = [], {}
 
@@ -93,9 +93,8 @@ def main() -> None:
     walls["popularity"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    item_tokens = [sid.item_tokens(i) for i in range(dataset.num_items)]
-    compact = train_compact(dataset, item_tokens, config)
-    walls["compact_train_this_call"] = time.perf_counter() - t  # ~0 when resuming a finished run
+    compact = train_channels(dataset, config)  # each channel's SIDs, then its model
+    walls["compact_sids_and_train_this_call"] = time.perf_counter() - t  # ~0 when resuming a finished run
     t = time.perf_counter()
     top, _ = compact.recommend(
         test.histories, k=10, num_beams=args.beams, batch_size=64, progress=True, item_weight=args.item_weight
@@ -117,8 +116,11 @@ def main() -> None:
     }
     walls["sasrec_test"] = time.perf_counter() - t
     predictions["SASRec"] = sas_top
+    training = {k: v for k, v in asdict(config).items() if k not in NOT_MODEL_SETTINGS}
+    if not training["channels"]:
+        del training["channels"]  # one model: the key it was counted under before channels existed
     tested = {
-        "compact_training": {k: v for k, v in asdict(config).items() if k not in NOT_MODEL_SETTINGS},
+        "compact_training": training,
         "beams": args.beams,
         "item_weight": args.item_weight,
         "sasrec_epochs": args.sasrec_epochs,
@@ -129,9 +131,9 @@ def main() -> None:
         for name, lists in predictions.items()
     }
 
-    state = read_json(work / "compact" / "trainer_state.json")
-    tokens_per_s = float(np.mean([h["tokens_per_s"] for h in state["history"]]))
-    walls["compact_train_epochs"] = float(sum(h["train_s"] for h in state["history"]))
+    states = [read_json(Path(c.output_dir) / "trainer_state.json") for c in channel_configs(config)]
+    tokens_per_s = float(np.mean([h["tokens_per_s"] for s in states for h in s["history"]]))
+    walls["compact_train_epochs"] = float(sum(h["train_s"] for s in states for h in s["history"]))
     per_user = per_user_hits(top, test.targets)
     results["Compact SID Llama (ours)"] = {
         **evaluate_lists(top, test.targets, dataset.num_items, KS),
@@ -153,14 +155,16 @@ def main() -> None:
         for base in ("SASRec", "Popularity", "TIGER (published)")
     }
     test_ms = 1000 * walls["compact_test"] / len(test)
-    head = compact.model.has_item_head
+    head = compact.channels[0].model.has_item_head
     rerank = f" re-ranked by the item head (weight {args.item_weight:g})" if head else ""
+    merged = f"{len(states)} channels merged, " if len(states) > 1 else ""
+    epochs = ", ".join(f"{s['epoch']} epochs (best {s['best_epoch']})" for s in states)
     summary = (
         f"Amazon Beauty, {dataset.num_users:,} users, {dataset.num_items:,} items, leave-one-out, all "
         f"{len(test):,} test users, full catalog. Compact model: "
-        f"{compact.num_parameters() / 1e6:.2f}M params, "
-        f"{len(sid.level_prefixes)}-token RQ-KMeans SIDs, beam {args.beams}{rerank}, trained "
-        f"{state['epoch']} epochs (best {state['best_epoch']}) in "
+        f"{merged}{compact.num_parameters() / 1e6:.2f}M params, "
+        f"{compact.channels[0].tokens_per_item}-token RQ-KMeans SIDs, beam {args.beams}{rerank}, trained "
+        f"{epochs} in "
         f"{walls['compact_train_epochs'] / 60:.1f} min of training steps at "
         f"{tokens_per_s:,.0f} tokens/s; test decoding {test_ms:.1f} ms/user. {threads} threads.\n\n"
         f"{markdown_table(rows, columns)}\n"
@@ -181,10 +185,10 @@ def main() -> None:
         summary=summary,
         extra={
             "ratios": ratios,
-            "compact_config": state["config"],
+            "compact_config": [s["config"] for s in states],  # one per channel
             "sasrec_config": asdict(sasrec_config),
             "sasrec_epochs_trained": len(sasrec.history),
-            "training_history": state["history"],
+            "training_history": [s["history"] for s in states],
             "tokens_per_s": tokens_per_s,
             "test_ms_per_user": test_ms,
             "beams": args.beams,

@@ -4,20 +4,21 @@
 
 Re-running resumes from the latest ``<output_dir>/checkpoint-<step>``; the best validation model lands in
 ``<output_dir>/best`` (``CompactRecommender.from_pretrained``), the per-epoch history in
-``<output_dir>/trainer_state.json`` and the semantic IDs in ``<output_dir>/sid``.
+``<output_dir>/trainer_state.json`` and the semantic IDs in ``<output_dir>/sid``. Each of the config's
+``channels`` trains the same way in ``<output_dir>/channel-<c>``;
+``MultiChannelRecommender.from_pretrained(<output_dir>)`` loads them all and merges their beams.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import yaml
 
 from genrec.data import load_amazon_p5
-from genrec.model.compact import CompactTrainingConfig, train_compact
-from genrec.sid import load_or_build_semantic_ids
+from genrec.model.channels import train_channels
+from genrec.model.compact import CompactTrainingConfig
 from genrec.utils import shared_dataset
 
 
@@ -33,9 +34,7 @@ def main() -> None:
     if args.output_dir:
         config.output_dir = args.output_dir
     dataset = load_amazon_p5(shared_dataset(args.dataset))
-    sid = load_or_build_semantic_ids(dataset, Path(config.output_dir) / "sid", config.sid)
-    item_tokens = [sid.item_tokens(i) for i in range(len(dataset.catalog))]
-    train_compact(dataset, item_tokens, config)
+    train_channels(dataset, config)
 
 
 if __name__ == "__main__":

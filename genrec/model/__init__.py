@@ -1,6 +1,7 @@
 """LLM recommenders: base-model loading, SID tokens, LoRA adapters and :class:`GenerativeRecommender`.
 
-``genrec.model.compact`` (the from-scratch compact backbone) is imported on demand, not here.
+``genrec.model.compact`` (the from-scratch compact backbone) and ``genrec.model.channels`` (several of them
+merged) are imported on demand, not here.
 """
 
 from genrec.model.adapters import LoraSettings, apply_lora

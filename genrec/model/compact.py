@@ -43,7 +43,7 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from genrec.data.dataset import SequenceDataset
-from genrec.decoding import ItemTrie, constrained_beam_search
+from genrec.decoding import ItemTrie, constrained_beam_search, merge_beams
 from genrec.errors import CheckpointMismatchError
 from genrec.sid.spec import SemanticIDSpec
 from genrec.utils import (
@@ -285,6 +285,32 @@ class CompactRecommender:
 
     # -- decoding --------------------------------------------------------------------------------
     @torch.no_grad()
+    def beam_candidates(
+        self,
+        histories: Sequence[np.ndarray],
+        num_beams: int,
+        num_return: int,
+        exclude_history: bool = False,
+        item_scores: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One batch's constrained beam search: items and beam scores ``(B, num_return)``, best first, and
+        with ``item_scores`` the item head's log-probabilities ``(B, num_items)`` (None without a head)."""
+        self.model.eval()
+        device = self.model.device
+        ids, mask = self.encode_histories(histories)
+        ids, mask = ids.to(device), mask.to(device)
+        top, score = constrained_beam_search(
+            self.model,
+            ids,
+            mask,
+            self.trie,
+            num_beams=num_beams,
+            num_return=num_return,
+            exclude=histories if exclude_history else None,
+        )
+        head = self.model.item_log_probs(ids, mask) if item_scores and self.model.has_item_head else None
+        return top, score, head
+
     def recommend(
         self,
         histories: Sequence[np.ndarray],
@@ -301,38 +327,10 @@ class CompactRecommender:
         With an item head, the ``num_beams`` items the search finds are re-ranked by their beam
         log-probability plus ``item_weight`` times the head's log-probability (1 = the product of the two
         models' probabilities; 0 = the beam's order).
-
-        Histories are decoded in order of length so that each batch pads (and copies its KV cache
-        across beams) for about its own length rather than the longest history's.
         """
-        self.model.eval()
-        device = self.model.device
-        rerank = self.model.has_item_head and item_weight != 0
-        if rerank and num_beams < k:
-            raise ValueError(f"re-ranking the beam needs num_beams >= k, got {num_beams} < {k}")
-        order = np.argsort([min(len(h), self.config.max_items) for h in histories], kind="stable")
-        items = np.empty((len(histories), k), dtype=np.int64)
-        scores = np.empty((len(histories), k), dtype=np.float32)
-        for start in tqdm(range(0, len(order), batch_size), desc="decode", disable=not progress, leave=False):
-            rows = order[start : start + batch_size]
-            ids, mask = self.encode_histories([histories[i] for i in rows])
-            top, score = constrained_beam_search(
-                self.model,
-                ids.to(device),
-                mask.to(device),
-                self.trie,
-                num_beams=num_beams,
-                num_return=num_beams if rerank else k,
-                exclude=[histories[i] for i in rows] if exclude_history else None,
-            )
-            if rerank:
-                item_scores = self.model.item_log_probs(ids.to(device), mask.to(device))
-                score = score + item_weight * item_scores.gather(1, top)
-                best = score.argsort(dim=1, descending=True)[:, :k]
-                top, score = top.gather(1, best), score.gather(1, best)
-            items[rows] = top.cpu().numpy()
-            scores[rows] = score.cpu().numpy()
-        return items, scores
+        return recommend_merged(
+            [self], histories, k, num_beams, batch_size, progress, exclude_history, item_weight
+        )
 
     # -- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:
@@ -382,6 +380,49 @@ class CompactRecommender:
         return cls(model, tokenizer, table, CompactConfig(**meta["compact"]), fingerprint)
 
 
+@torch.no_grad()
+def recommend_merged(
+    channels: Sequence[CompactRecommender],
+    histories: Sequence[np.ndarray],
+    k: int = 10,
+    num_beams: int = 20,
+    batch_size: int = 64,
+    progress: bool = False,
+    exclude_history: bool = False,
+    item_weight: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items per history from one or more models' beams, merged by :func:`merge_beams`.
+
+    Each model searches ``num_beams`` items with its own codes; with item heads (and ``item_weight`` != 0)
+    every item of the union is scored by the heads too. One model without re-ranking returns its beam's
+    top ``k`` as they come. Histories are decoded in order of length so that each batch pads (and copies
+    its KV cache across beams) for about its own length rather than the longest history's.
+    """
+    rerank = item_weight != 0 and channels[0].model.has_item_head
+    wide = rerank or len(channels) > 1
+    if wide and num_beams < k:
+        raise ValueError(f"re-ranking the beam needs num_beams >= k, got {num_beams} < {k}")
+    longest = max(c.config.max_items for c in channels)
+    order = np.argsort([min(len(h), longest) for h in histories], kind="stable")
+    items = np.empty((len(histories), k), dtype=np.int64)
+    scores = np.empty((len(histories), k), dtype=np.float32)
+    for start in tqdm(range(0, len(order), batch_size), desc="decode", disable=not progress, leave=False):
+        rows = order[start : start + batch_size]
+        batch = [histories[i] for i in rows]
+        found = [
+            c.beam_candidates(batch, num_beams, num_beams if wide else k, exclude_history, rerank)
+            for c in channels
+        ]
+        top, score, heads = ([f[j] for f in found] for j in range(3))
+        if wide:
+            top, score = merge_beams(top, score, heads if rerank else None, item_weight, k)
+        else:
+            top, score = top[0], score[0]
+        items[rows] = top.cpu().numpy()
+        scores[rows] = score.cpu().numpy()
+    return items, scores
+
+
 # -- training ----------------------------------------------------------------------------------------
 
 
@@ -414,8 +455,13 @@ class CompactTrainingConfig:
     seed: int = 0
     num_threads: int | None = None
     resume: bool = True
+    # Further SID channels (genrec.model.channels): each entry overrides this config for one more model,
+    # e.g. {sid: {seed: 1}} for codes from another k-means draw; their beams are merged at decoding.
+    channels: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.channels, list) or not all(isinstance(c, dict) for c in self.channels):
+            raise ValueError(f"channels must be a list of override mappings, got {self.channels!r}")
         if self.label_smoothing and isinstance(self.compact, CompactConfig) and self.compact.item_head_weight:
             raise ValueError(
                 "label_smoothing and compact.item_head_weight cannot be combined: transformers' Trainer "
