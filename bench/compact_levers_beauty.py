@@ -60,6 +60,12 @@ VARIANTS: dict[str, dict[str, Any]] = {  # overrides of the recipe, nested as in
         "epochs": 12,
         "sid": {"seed": 1},
     },
+    # every training item a target: longer histories also train their earlier items, in windows of max_items
+    "item head 0.5 + 12 epochs + windows": {
+        "compact": {"item_head_weight": 0.5},
+        "epochs": 12,
+        "train_windows": True,
+    },
 }
 SAME_SCHEDULE = "20 epochs"  # what the item-head variants are also compared with
 HEAD_BASE = "item head 0.5"  # and what the variants of the item head are compared with
@@ -77,9 +83,10 @@ MERGES: dict[str, tuple[str, ...]] = {
         "item head 0.5 + 12 epochs + sid seed 1",
         "item head 0.5",
     ),
+    "windows + 20 epochs": ("item head 0.5 + 12 epochs + windows", "item head 0.5"),
 }
 MERGE_BEAMS, MERGE_WEIGHTS = (40, 80), (1.0, 2.0, 4.0)
-MERGE_BASE = "item head 0.5 + 12 epochs"  # the recipe's model, which every merge starts from
+MERGE_BASE = "item head 0.5 + 12 epochs"  # the recipe's first model: every merge is paired against it
 # the same for every variant: a sample large enough to resolve ~.005 NDCG@10 paired, and a fixed schedule
 COMMON = {
     "eval_users": 4000,
@@ -188,7 +195,7 @@ def main() -> None:
     head_gains = {
         (n, base): {m: list(bootstrap_interval(hits[n][m] - hits[base][m])) for m in hits[BASELINE]}
         for n in heads
-        for base in (SAME_SCHEDULE, HEAD_BASE)
+        for base in (SAME_SCHEDULE, HEAD_BASE, MERGE_BASE)
         if n != base
     }
     for name, result in results.items():

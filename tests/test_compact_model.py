@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
+from walk import N_ITEMS, walk_dataset
 
 from genrec.data.dataset import Catalog, Item, SequenceDataset
 from genrec.errors import CheckpointMismatchError
@@ -22,7 +23,6 @@ from genrec.model.compact import (
 )
 from genrec.utils import read_json
 
-N_ITEMS = 48
 TINY = CompactConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_items=6)
 
 
@@ -33,11 +33,7 @@ def item_tokens() -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def dataset() -> SequenceDataset:
-    """Users walk the catalog in steps of one: item t+1 follows item t."""
-    rng = np.random.default_rng(0)
-    catalog = Catalog([Item(str(i)) for i in range(N_ITEMS)])
-    seqs = [(rng.integers(N_ITEMS) + np.arange(rng.integers(4, 9))) % N_ITEMS for _ in range(96)]
-    return SequenceDataset("walk", catalog, [f"u{u}" for u in range(96)], seqs)
+    return walk_dataset()
 
 
 def test_tokenizer_maps_sid_tokens_and_round_trips(tmp_path):
@@ -249,6 +245,26 @@ def test_eval_unseen_last_leaves_validation_users_last_training_item_out(tmp_pat
         np.testing.assert_array_equal(history, seq)  # validation history: the unshortened sequence
     plain = dataclasses.replace(config, eval_unseen_last=False)
     assert all(np.array_equal(a, b) for a, b in zip(training_sequences(dataset, plain), full))
+
+
+def test_train_windows_make_every_training_item_a_target_once(tmp_path):
+    from genrec.model.compact import training_sequences
+
+    catalog = Catalog([Item(str(i)) for i in range(N_ITEMS)])
+    # training sequences (the last two items are validation and test): 13, 6 and 3 items
+    seqs = [np.arange(15), np.arange(20, 28), np.arange(40, 45)]
+    walk = SequenceDataset("long", catalog, ["a", "b", "c"], seqs)
+    config = dataclasses.replace(train_config(tmp_path, 1), train_windows=True)  # max_items 6
+    windows = [w.tolist() for w in training_sequences(walk, config)]
+    assert windows == [
+        list(range(7, 13)),
+        list(range(1, 7)),
+        [0],
+        list(range(20, 26)),
+        [40, 41, 42],
+    ]
+    plain = training_sequences(walk, dataclasses.replace(config, train_windows=False))
+    assert [len(s) for s in plain] == [13, 6, 3]  # without windows the model sees only the last 6 of 13
 
 
 HEAD = dataclasses.replace(TINY, item_head_weight=1.0)

@@ -7,27 +7,24 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from walk import N_ITEMS, walk_dataset
 
-from genrec.data.dataset import Catalog, Item, SequenceDataset
+from genrec.data.dataset import SequenceDataset
 from genrec.decoding import merge_beams
 from genrec.errors import CheckpointMismatchError
 from genrec.model.channels import MultiChannelRecommender, channel_configs, train_channels
 from genrec.model.compact import CompactConfig, CompactRecommender, CompactTrainingConfig
 from genrec.sid import SemanticIDSpec
 
-N_ITEMS = 48
-TINY = CompactConfig(
-    hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_items=6, item_head_weight=1.0
-)
-
 
 @pytest.fixture(scope="module")
 def dataset() -> SequenceDataset:
-    """Users walk the catalog in steps of one: item t+1 follows item t."""
-    rng = np.random.default_rng(0)
-    catalog = Catalog([Item(str(i)) for i in range(N_ITEMS)])
-    seqs = [(rng.integers(N_ITEMS) + np.arange(rng.integers(4, 9))) % N_ITEMS for _ in range(96)]
-    return SequenceDataset("walk", catalog, [f"u{u}" for u in range(96)], seqs)
+    return walk_dataset()
+
+
+TINY = CompactConfig(
+    hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_items=6, item_head_weight=1.0
+)
 
 
 def config(out, channels) -> CompactTrainingConfig:
@@ -59,8 +56,13 @@ def test_channel_configs_override_the_base_and_nest_their_folders(tmp_path):
     assert all(c.channels == [] for c in configs[1:])
     with pytest.raises(ValueError, match=r"channels\[0\].sid: unknown field 'sede'"):
         channel_configs(config(tmp_path, [{"sid": {"sede": 1}}]))
-    with pytest.raises(ValueError, match=r"channels\[0\]: 'epochs' is not a section"):
-        channel_configs(config(tmp_path, [{"epochs": {"n": 2}}]))
+    with pytest.raises(ValueError, match=r"channels\[0\].sid is a section"):
+        channel_configs(config(tmp_path, [{"sid": 3}]))
+    # a field whose value is a mapping takes it whole (it is not a section)
+    weighted = channel_configs(config(tmp_path, [{"sid": {"modality_weights": {"behaviour": 2.0}}}]))[1]
+    assert weighted.sid.modality_weights == {"behaviour": 2.0} and weighted.sid.levels == 2
+    with pytest.raises(ValueError, match="sid.modalities"):  # each channel's config is validated as built
+        channel_configs(config(tmp_path, [{"sid": {"modalities": ["smell"]}}]))
     with pytest.raises(ValueError, match="list of override mappings"):
         CompactTrainingConfig.from_dict({"channels": {"sid": {"seed": 1}}})
 

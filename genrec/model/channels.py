@@ -43,20 +43,10 @@ class MultiChannelRecommender:
                 raise ValueError(f"channel {c} and channel 0 differ in having an item head")
         self.channels = channels
 
-    def recommend(
-        self,
-        histories: Sequence[np.ndarray],
-        k: int = 10,
-        num_beams: int = 20,
-        batch_size: int = 64,
-        progress: bool = False,
-        exclude_history: bool = False,
-        item_weight: float = 1.0,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` of the union of the channels' ``num_beams`` items, as :func:`merge_beams` ranks them."""
-        return recommend_merged(
-            self.channels, histories, k, num_beams, batch_size, progress, exclude_history, item_weight
-        )
+    def recommend(self, histories: Sequence[np.ndarray], **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` of the union of the channels' beams, as :func:`merge_beams` ranks them; the arguments
+        of :meth:`CompactRecommender.recommend`."""
+        return recommend_merged(self.channels, histories, **kwargs)
 
     def num_parameters(self) -> int:
         return sum(channel.num_parameters() for channel in self.channels)
@@ -88,23 +78,26 @@ def channel_configs(config: CompactTrainingConfig) -> list[CompactTrainingConfig
     """
     configs = [config]
     for c, overrides in enumerate(config.channels, start=1):
-        values = _override(dataclasses.asdict(config), overrides, f"channels[{c - 1}]")
-        values.update(output_dir=str(Path(config.output_dir) / f"channel-{c}"), channels=[])
-        configs.append(CompactTrainingConfig.from_dict(values))
+        channel = _override(config, overrides, f"channels[{c - 1}]")
+        folder = str(Path(config.output_dir) / f"channel-{c}")
+        configs.append(dataclasses.replace(channel, output_dir=folder, channels=[]))
     return configs
 
 
-def _override(values: dict[str, Any], overrides: dict[str, Any], where: str) -> dict[str, Any]:
+def _override(config: Any, overrides: dict[str, Any], where: str) -> Any:
+    """The dataclass ``config`` with ``overrides``; a field that is itself a dataclass takes a mapping."""
+    known = {f.name for f in dataclasses.fields(config)}
+    changes = {}
     for key, value in overrides.items():
-        if key not in values:
-            raise ValueError(f"{where}: unknown field {key!r}; known: {sorted(values)}")
-        if isinstance(value, dict):
-            if not isinstance(values[key], dict):
-                raise ValueError(f"{where}: {key!r} is not a section")
-            values[key] = _override(values[key], value, f"{where}.{key}")
-        else:
-            values[key] = value
-    return values
+        if key not in known:
+            raise ValueError(f"{where}: unknown field {key!r}; known: {sorted(known)}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key} is a section: give it a mapping, not {value!r}")
+            value = _override(current, value, f"{where}.{key}")
+        changes[key] = value
+    return dataclasses.replace(config, **changes)
 
 
 def train_channels(dataset: SequenceDataset, config: CompactTrainingConfig) -> MultiChannelRecommender:

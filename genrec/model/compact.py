@@ -447,6 +447,10 @@ class CompactTrainingConfig:
     # it validation histories are training sequences, and validation rewards memorising them: on Beauty
     # compact's validation NDCG@10 overstated test 1.71x, SASRec's 1.29x.
     eval_unseen_last: bool = False
+    # Every training item a target: a history longer than compact.max_items is cut, from its end back, into
+    # windows of max_items items, each a training sample. Without it only the last max_items train (on
+    # Beauty 4% of users are longer, and 9.9% of training interactions were never a target).
+    train_windows: bool = False
     eval_beams: int = 20
     eval_batch_size: int = 64
     metric: str = "ndcg@10"
@@ -718,10 +722,15 @@ def validation_users(dataset: SequenceDataset, config: CompactTrainingConfig) ->
 
 
 def training_sequences(dataset: SequenceDataset, config: CompactTrainingConfig) -> list[np.ndarray]:
-    """``dataset.train_sequences()``, less the validation users' last items with ``eval_unseen_last``."""
+    """``dataset.train_sequences()``, less the validation users' last items with ``eval_unseen_last``, cut
+    into windows of ``compact.max_items`` with ``train_windows``."""
     if config.eval_unseen_last:
         dataset = dataset.without_last_training_item(validation_users(dataset, config))
-    return dataset.train_sequences()
+    sequences = dataset.train_sequences()
+    if not config.train_windows:
+        return sequences
+    width = config.compact.max_items
+    return [s[max(0, end - width) : end] for s in sequences for end in range(len(s), 0, -width)]
 
 
 def train_compact(
