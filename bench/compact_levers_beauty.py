@@ -36,7 +36,7 @@ from genrec.decoding import merge_beams
 from genrec.eval import bootstrap_interval, evaluate_lists
 from genrec.model.compact import CompactRecommender, CompactTrainingConfig, train_compact, validation_users
 from genrec.sid import load_or_build_semantic_ids
-from genrec.utils import atomic_write_json, configure_threads, read_json, shared_dataset
+from genrec.utils import atomic_write, atomic_write_json, configure_threads, read_json, shared_dataset
 
 BASELINE = "recipe"
 SASREC = "SASRec"
@@ -351,8 +351,10 @@ def candidates(dataset: SequenceDataset, valid: SplitExamples, folder: Path, bea
             heads.append(None if head is None else head.numpy().astype(np.float16))
         ms = 1000 * (time.perf_counter() - t) / len(valid)
         if not head_path.is_file():
-            np.save(head_path, np.concatenate(heads))
-        np.savez(path, top=np.concatenate(tops), beam=np.concatenate(beam_scores), ms=ms)
+            with atomic_write(head_path, "wb") as fh:
+                np.save(fh, np.concatenate(heads))
+        with atomic_write(path, "wb") as fh:
+            np.savez(fh, top=np.concatenate(tops), beam=np.concatenate(beam_scores), ms=ms)
     saved = np.load(path)
     return {
         "top": saved["top"],
