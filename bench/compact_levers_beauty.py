@@ -19,6 +19,7 @@ test score says how much easier this validation is than test.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 from dataclasses import asdict
@@ -97,16 +98,13 @@ COMMON = {
 }
 
 
-# the levers are measured from the recipe's model without the item head it has since adopted
-PLAIN = {"compact": {"item_head_weight": 0.0}}
+# the levers are measured from the recipe's model without the item head and windows it has since adopted
+PLAIN = {"compact": {"item_head_weight": 0.0}, "train_windows": False}
 
 
 def variant_config(recipe: dict[str, Any], overrides: dict[str, Any], epochs: int) -> CompactTrainingConfig:
-    values = {**recipe, **COMMON, "epochs": epochs}
-    for changes in (PLAIN, overrides):
-        for key, value in changes.items():
-            values[key] = {**values[key], **value} if isinstance(value, dict) else value
-    return CompactTrainingConfig.from_dict(values)
+    config = CompactTrainingConfig.from_dict({**recipe, **COMMON, "epochs": epochs})
+    return config.with_overrides(PLAIN, "PLAIN").with_overrides(overrides, "variant")
 
 
 def folder_name(variant: str) -> str:
@@ -308,14 +306,19 @@ def merge_sweep(
     """Validation recall/NDCG@10 of each of ``MERGES`` per beam width and head weight, with the paired NDCG@10
     gain over ``MERGE_BASE`` at its best decoding in ``sweep``. Candidates are searched once per model and
     width (cached in its folder), then merged exactly as :meth:`MultiChannelRecommender.recommend` does."""
+
+    @functools.cache  # a model's candidates serve several merges: read each cache once
+    def found_by(name: str, beams: int) -> dict[str, Any]:
+        return candidates(dataset, valid, work_dir / folder_name(name), beams)
+
     best = max((r for r in sweep if r["variant"] == MERGE_BASE), key=lambda r: r["ndcg@10"])
-    base = candidates(dataset, valid, work_dir / folder_name(MERGE_BASE), best["beams"])
+    base = found_by(MERGE_BASE, best["beams"])
     base_top, _ = merged_lists([base], best["item_weight"])
     base_hits = per_user_hits(base_top, valid.targets)
     rows = []
     for name, variants in MERGES.items():
         for beams in MERGE_BEAMS:
-            found = [candidates(dataset, valid, work_dir / folder_name(v), beams) for v in variants]
+            found = [found_by(v, beams) for v in variants]
             for weight in MERGE_WEIGHTS:
                 top, candidate_recall = merged_lists(found, weight, valid.targets)
                 hits = per_user_hits(top, valid.targets)

@@ -22,6 +22,9 @@ def test_variants_start_from_the_recipe_without_its_item_head():
     assert base.compact.hidden_size == recipe["compact"]["hidden_size"]
     assert (base.epochs, base.eval_users, base.eval_unseen_last) == (10, COMMON["eval_users"], True)
     assert base.channels == []  # one model per variant, whatever channels the recipe merges
+    assert recipe["train_windows"] and not base.train_windows  # nor the windows it has adopted
+    windows = variant_config(recipe, VARIANTS["item head 0.5 + 12 epochs + windows"], epochs=10)
+    assert windows.train_windows and windows.compact.item_head_weight == 0.5
     # a nested override changes its own keys and keeps the recipe's others
     dropout = variant_config(recipe, VARIANTS["dropout"], epochs=10)
     assert (dropout.compact.residual_dropout, dropout.compact.item_head_weight) == (0.2, 0)

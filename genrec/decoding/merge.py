@@ -40,9 +40,8 @@ def merge_beams(
     total = torch.zeros(union.shape, dtype=torch.float32, device=union.device)
     for c, (top, score) in enumerate(zip(items, beam_scores)):
         found = union[:, :, None] == top[:, None, :]  # (B, M, n_c); items are unique within a beam
-        own = torch.where(found, score[:, None, :].float(), torch.zeros((), device=union.device)).sum(dim=2)
-        floor = score.float().min(dim=1, keepdim=True).values.expand_as(own)
-        total += torch.where(found.any(dim=2), own, floor)
+        own = torch.where(found, score[:, None, :].float(), 0.0).sum(dim=2)
+        total += torch.where(found.any(dim=2), own, score.float().min(dim=1, keepdim=True).values)
         if item_log_probs is not None and item_weight:
             total += item_weight * item_log_probs[c].float().gather(1, union)
     total = total.masked_fill(repeat, float("-inf"))

@@ -78,26 +78,10 @@ def channel_configs(config: CompactTrainingConfig) -> list[CompactTrainingConfig
     """
     configs = [config]
     for c, overrides in enumerate(config.channels, start=1):
-        channel = _override(config, overrides, f"channels[{c - 1}]")
+        channel = config.with_overrides(overrides, f"channels[{c - 1}]")
         folder = str(Path(config.output_dir) / f"channel-{c}")
         configs.append(dataclasses.replace(channel, output_dir=folder, channels=[]))
     return configs
-
-
-def _override(config: Any, overrides: dict[str, Any], where: str) -> Any:
-    """The dataclass ``config`` with ``overrides``; a field that is itself a dataclass takes a mapping."""
-    known = {f.name for f in dataclasses.fields(config)}
-    changes = {}
-    for key, value in overrides.items():
-        if key not in known:
-            raise ValueError(f"{where}: unknown field {key!r}; known: {sorted(known)}")
-        current = getattr(config, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ValueError(f"{where}.{key} is a section: give it a mapping, not {value!r}")
-            value = _override(current, value, f"{where}.{key}")
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
 
 
 def train_channels(dataset: SequenceDataset, config: CompactTrainingConfig) -> MultiChannelRecommender:

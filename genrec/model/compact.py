@@ -20,7 +20,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -472,6 +472,11 @@ class CompactTrainingConfig:
                 "smooths the token loss itself and would drop the item head's loss"
             )
 
+    def with_overrides(self, overrides: dict[str, Any], where: str = "overrides") -> CompactTrainingConfig:
+        """This config with ``overrides`` nested as in the YAML (``{compact: {hidden_size: 384}}``), checked
+        as it is built; unknown fields are named with their path under ``where``."""
+        return _override(self, overrides, where)
+
     @classmethod
     def from_dict(cls, values: dict) -> CompactTrainingConfig:
         values = dict(values)
@@ -484,6 +489,22 @@ class CompactTrainingConfig:
         if isinstance(values.get("sid"), dict):
             values["sid"] = SemanticIDSpec(**values["sid"])
         return cls(**values)
+
+
+def _override(config: Any, overrides: dict[str, Any], where: str) -> Any:
+    """The dataclass ``config`` with ``overrides``; a field that is itself a dataclass takes a mapping."""
+    known = {f.name for f in fields(config)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown field {key!r}; known: {sorted(known)}")
+        current = getattr(config, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key} is a section: give it a mapping, not {value!r}")
+            value = _override(current, value, f"{where}.{key}")
+        changes[key] = value
+    return replace(config, **changes)
 
 
 def _pad(features: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
