@@ -27,17 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
-from bench.common import markdown_table, per_user_hits, record
+from bench.common import beam_candidates, markdown_table, merged_lists, per_user_hits, record
 from genrec.baselines import SASRecConfig, train_sasrec
 from genrec.data import SequenceDataset, SplitExamples, load_amazon_p5
-from genrec.decoding import merge_beams
 from genrec.eval import bootstrap_interval, evaluate_lists
 from genrec.model.compact import CompactRecommender, CompactTrainingConfig, train_compact, validation_users
 from genrec.sid import load_or_build_semantic_ids
-from genrec.utils import atomic_write, atomic_write_json, configure_threads, read_json, shared_dataset
+from genrec.utils import atomic_write_json, configure_threads, read_json, shared_dataset
 
 BASELINE = "recipe"
 SASREC = "SASRec"
@@ -269,9 +267,9 @@ def main() -> None:
 def rerank_sweep(dataset: SequenceDataset, valid: SplitExamples, folder: Path) -> list[dict[str, float]]:
     """Validation recall/NDCG@10 of the item-head model for each beam width and re-ranking weight (cached).
 
-    One search per width keeps all ``beams`` items with their beam log-probabilities (:func:`candidates`);
-    each weight then only re-sorts them, exactly as :meth:`CompactRecommender.recommend` does with that
-    ``item_weight``.
+    One search per width keeps all ``beams`` items with their beam log-probabilities
+    (:func:`variant_candidates`); each weight then only re-sorts them, exactly as
+    :meth:`CompactRecommender.recommend` does with that ``item_weight``.
     ``candidate_recall`` is how often the target is among the ``beams`` items at all (the ceiling any
     re-ranking of them has). A cached sweep is extended with the widths it lacks.
     """
@@ -283,7 +281,7 @@ def rerank_sweep(dataset: SequenceDataset, valid: SplitExamples, folder: Path) -
         return [r for r in rows if r["beams"] in RERANK_BEAMS and r["item_weight"] in RERANK_WEIGHTS]
     rows = [r for r in rows if r["beams"] not in missing and "candidate_recall" in r]
     for beams in missing:
-        found = candidates(dataset, valid, folder, beams)
+        found = variant_candidates(dataset, valid, folder, beams)
         for weight in RERANK_WEIGHTS:
             lists, candidate_recall = merged_lists([found], weight, valid.targets)
             hits = per_user_hits(lists, valid.targets)
@@ -309,7 +307,7 @@ def merge_sweep(
 
     @functools.cache  # a model's candidates serve several merges: read each cache once
     def found_by(name: str, beams: int) -> dict[str, Any]:
-        return candidates(dataset, valid, work_dir / folder_name(name), beams)
+        return variant_candidates(dataset, valid, work_dir / folder_name(name), beams)
 
     best = max((r for r in sweep if r["variant"] == MERGE_BASE), key=lambda r: r["ndcg@10"])
     base = found_by(MERGE_BASE, best["beams"])
@@ -338,56 +336,11 @@ def merge_sweep(
     return rows
 
 
-def candidates(dataset: SequenceDataset, valid: SplitExamples, folder: Path, beams: int) -> dict[str, Any]:
-    """One model's ``beams`` items and beam scores per validation user, and its item-head log-probabilities
-    (cached in ``folder``: the heads once, float16, ~100 MB; the beams per width)."""
-    path, head_path = folder / f"valid_beam{beams}.npz", folder / "valid_item_log_probs.npy"
-    if not path.is_file() or not head_path.is_file():
-        rec = CompactRecommender.from_pretrained(folder / "compact" / "best", catalog=dataset.catalog)
-        tops, beam_scores, heads = [], [], []
-        t = time.perf_counter()
-        for start in range(0, len(valid), 64):
-            batch = valid.histories[start : start + 64]
-            top, score, head = rec.beam_candidates(batch, beams, beams, item_scores=not head_path.is_file())
-            tops.append(top.numpy())
-            beam_scores.append(score.numpy())
-            heads.append(None if head is None else head.numpy().astype(np.float16))
-        ms = 1000 * (time.perf_counter() - t) / len(valid)
-        if not head_path.is_file():
-            with atomic_write(head_path, "wb") as fh:
-                np.save(fh, np.concatenate(heads))
-        with atomic_write(path, "wb") as fh:
-            np.savez(fh, top=np.concatenate(tops), beam=np.concatenate(beam_scores), ms=ms)
-    saved = np.load(path)
-    return {
-        "top": saved["top"],
-        "beam": saved["beam"],
-        "head": np.load(head_path, mmap_mode="r"),
-        "search_ms_per_user": float(saved["ms"]),
-    }
-
-
-def merged_lists(
-    found: list[dict[str, Any]], weight: float, targets: np.ndarray | None = None
-) -> tuple[np.ndarray, float]:
-    """Top-10 per user of :func:`merge_beams` over ``found``, in chunks; and how often ``targets`` is among
-    the union of the beams (nan without targets)."""
-    lists, inside = [], []
-    for start in range(0, len(found[0]["top"]), 500):
-        part = slice(start, start + 500)
-        tops = [torch.from_numpy(f["top"][part]) for f in found]
-        top, _ = merge_beams(
-            tops,
-            [torch.from_numpy(f["beam"][part]) for f in found],
-            [torch.from_numpy(np.asarray(f["head"][part], dtype=np.float32)) for f in found],
-            weight,
-            10,
-        )
-        lists.append(top.numpy())
-        if targets is not None:
-            union = torch.cat(tops, 1).numpy()
-            inside.append((union == targets[part, None]).any(axis=1))
-    return np.concatenate(lists), float(np.concatenate(inside).mean()) if inside else float("nan")
+def variant_candidates(
+    dataset: SequenceDataset, valid: SplitExamples, folder: Path, beams: int
+) -> dict[str, Any]:
+    """:func:`beam_candidates` of a variant's best model on the validation users, cached in its folder."""
+    return beam_candidates(folder / "compact" / "best", valid.histories, dataset.catalog, beams, folder)
 
 
 def sasrec_reference(

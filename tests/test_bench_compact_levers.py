@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
 import yaml
 
-from bench.compact_levers_beauty import BASELINE, COMMON, VARIANTS, folder_name, merged_lists, variant_config
-from genrec.decoding import merge_beams
+from bench.compact_levers_beauty import BASELINE, COMMON, VARIANTS, folder_name, variant_config
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "compact_beauty.yaml"
 
@@ -38,28 +35,3 @@ def test_variant_folders_are_distinct_and_plain():
     folders = [folder_name(v) for v in VARIANTS]
     assert len(set(folders)) == len(folders)
     assert all(" " not in f and "," not in f and "/" not in f for f in folders)
-
-
-def test_merged_lists_are_merge_beams_in_chunks():
-    rng = np.random.default_rng(0)
-    users, items, beams = 1100, 300, 12  # three chunks of 500 rows
-    found = [
-        {
-            "top": np.stack([rng.permutation(items)[:beams] for _ in range(users)]),
-            "beam": -np.sort(rng.random((users, beams)), axis=1).astype(np.float32),
-            "head": np.log(rng.dirichlet(np.ones(items), users)).astype(np.float16),
-        }
-        for _ in range(2)
-    ]
-    targets = found[1]["top"][:, 3].copy()
-    targets[::2] = items  # half the targets in no beam: candidate recall .5
-    lists, candidate_recall = merged_lists(found, 2.0, targets)
-    expected, _ = merge_beams(
-        [torch.from_numpy(f["top"]) for f in found],
-        [torch.from_numpy(f["beam"]) for f in found],
-        [torch.from_numpy(f["head"].astype(np.float32)) for f in found],
-        2.0,
-        10,
-    )
-    np.testing.assert_array_equal(lists, expected.numpy())
-    assert candidate_recall == 0.5

@@ -245,6 +245,9 @@ def test_eval_unseen_last_leaves_validation_users_last_training_item_out(tmp_pat
         np.testing.assert_array_equal(history, seq)  # validation history: the unshortened sequence
     plain = dataclasses.replace(config, eval_unseen_last=False)
     assert all(np.array_equal(a, b) for a, b in zip(training_sequences(dataset, plain), full))
+    # the training seed does not move them (models of other seeds validate on the same users); eval_seed does
+    np.testing.assert_array_equal(validation_users(dataset, dataclasses.replace(config, seed=7)), sampled)
+    assert not np.array_equal(validation_users(dataset, dataclasses.replace(config, eval_seed=7)), sampled)
 
 
 def test_train_windows_make_every_training_item_a_target_once(tmp_path):

@@ -63,6 +63,12 @@ def test_channel_configs_override_the_base_and_nest_their_folders(tmp_path):
     assert weighted.sid.modality_weights == {"behaviour": 2.0} and weighted.sid.levels == 2
     with pytest.raises(ValueError, match="sid.modalities"):  # each channel's config is validated as built
         channel_configs(config(tmp_path, [{"sid": {"modalities": ["smell"]}}]))
+    # another training seed draws the same validation users; a channel may not move them
+    seeded = channel_configs(config(tmp_path, [{"seed": 1}]))
+    assert seeded[1].seed == 1 and seeded[1].eval_seed == seeded[0].eval_seed == 0
+    for moved in ({"eval_seed": 1}, {"eval_users": 8}, {"eval_unseen_last": True}):
+        with pytest.raises(ValueError, match=rf"channels\[0\] changes \['{next(iter(moved))}'\]"):
+            channel_configs(config(tmp_path, [moved]))
     with pytest.raises(ValueError, match="list of override mappings"):
         CompactTrainingConfig.from_dict({"channels": {"sid": {"seed": 1}}})
 

@@ -127,6 +127,37 @@ def test_wraps_the_compact_backbone(setup, tmp_path):
     assert loaded.generate([1, 2, 3], num_items=4).indices.tolist() == out[0].indices.tolist()
 
 
+def test_wraps_merged_compact_channels(setup, tmp_path):
+    """generate returns the channels' merged beams, and a save/load round trip keeps them merged."""
+    import numpy as np
+
+    from genrec.model.channels import MultiChannelRecommender
+    from genrec.model.compact import CompactConfig, CompactRecommender
+
+    ds, sid, _, _ = setup
+    tokens = [sid.item_tokens(i) for i in range(len(ds.catalog))]
+    config = CompactConfig(
+        hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, item_head_weight=1.0
+    )
+    channels = [
+        CompactRecommender.from_item_tokens(tokens, config, ds.catalog.fingerprint(), seed=seed)
+        for seed in (0, 1)
+    ]
+    merged = MultiChannelRecommender(channels)
+    rec = GenerativeRecommender.from_compact(merged, ds.catalog, sid)
+    histories = [np.array([1, 2, 3]), np.array([4])]
+    expected, _ = merged.recommend(histories, k=4, num_beams=6, item_weight=2.0)
+    out = rec.generate([[1, 2, 3], [4]], num_items=4, num_beams=6, item_weight=2.0)
+    assert [r.indices.tolist() for r in out] == expected.tolist()
+    first, _ = channels[0].recommend(histories, k=4, num_beams=6, item_weight=2.0)
+    assert not np.array_equal(first, expected)  # the second channel changes the lists
+    folder = rec.save_pretrained(tmp_path / "merged")
+    assert (folder / "compact" / "channel-1").is_dir()
+    loaded = GenerativeRecommender.from_pretrained(folder, ds.catalog)
+    again = loaded.generate([[1, 2, 3], [4]], num_items=4, num_beams=6, item_weight=2.0)
+    assert [r.indices.tolist() for r in again] == expected.tolist()
+
+
 def test_full_finetune_saves_the_whole_model(setup, tmp_path):
     ds, sid, _, path = setup
     rec = GenerativeRecommender.build(ds.catalog, sid, base_model=path, full_finetune=True)

@@ -22,6 +22,7 @@ from genrec.sid import load_or_build_semantic_ids
 from genrec.utils import atomic_write_json, read_json
 
 _CHANNELS = "channels.json"
+_VALIDATION_FIELDS = ("eval_users", "eval_unseen_last", "eval_seed")  # what picks the held-out users
 
 
 class MultiChannelRecommender:
@@ -75,10 +76,17 @@ def channel_configs(config: CompactTrainingConfig) -> list[CompactTrainingConfig
     """One training config per channel: ``config`` itself, then ``config`` with each of ``config.channels``.
 
     Channel ``c`` >= 1 trains in ``<output_dir>/channel-<c>``; each channel's codes go to its ``sid/``.
+    Channels hold out the same validation users, or their merge would be validated on users some channel
+    trained on.
     """
     configs = [config]
     for c, overrides in enumerate(config.channels, start=1):
         channel = config.with_overrides(overrides, f"channels[{c - 1}]")
+        changed = [f for f in _VALIDATION_FIELDS if getattr(channel, f) != getattr(config, f)]
+        if changed:
+            raise ValueError(
+                f"channels[{c - 1}] changes {changed}: every channel must hold out the same validation users"
+            )
         folder = str(Path(config.output_dir) / f"channel-{c}")
         configs.append(dataclasses.replace(channel, output_dir=folder, channels=[]))
     return configs

@@ -442,6 +442,8 @@ class CompactTrainingConfig:
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0  # transformers' label_smoothing_factor on every SID-token target
     eval_users: int = 2000  # validation users sampled (fixed) for early stopping; 0 = all
+    # draws them apart from ``seed``: models trained from other seeds (channels) hold out the same users
+    eval_seed: int = 0
     # Leave each sampled validation user's last training item out of training, so that validation
     # histories end, as test histories do, in an item the model never trained on in that context. Without
     # it validation histories are training sequences, and validation rewards memorising them: on Beauty
@@ -738,7 +740,7 @@ def validation_users(dataset: SequenceDataset, config: CompactTrainingConfig) ->
     """Indices of the (fixed, seeded) validation users early stopping watches."""
     n = dataset.num_users
     if config.eval_users and config.eval_users < n:
-        return np.sort(np.random.default_rng(config.seed).choice(n, config.eval_users, replace=False))
+        return np.sort(np.random.default_rng(config.eval_seed).choice(n, config.eval_users, replace=False))
     return np.arange(n)
 
 

@@ -120,7 +120,7 @@ class GenerativeRecommender:
                 )
             self.token_table = item_token_table(tokenizer, sid)
         else:
-            self.token_table = np.asarray(compact.item_token_ids)
+            self.token_table = np.asarray(self._compact_prompts.item_token_ids)
         self._trie = None
         self._builder: PromptBuilder | None = None
         self._vocabulary: AttributeVocabulary | None = None  # grounded explanations, built on first use
@@ -190,20 +190,28 @@ class GenerativeRecommender:
 
     @classmethod
     def from_compact(cls, compact: Any, catalog: Any, sid: Any) -> GenerativeRecommender:
-        """Wrap a :class:`genrec.model.compact.CompactRecommender` (prompts are its own SID sequences)."""
-        if len(compact.item_token_ids) != len(catalog):
+        """Wrap a :class:`genrec.model.compact.CompactRecommender` (prompts are its own SID sequences), or a
+        :class:`genrec.model.channels.MultiChannelRecommender`, whose merged beams ``generate`` returns;
+        ``sid`` and the prompts are then channel 0's."""
+        first = compact.channels[0] if hasattr(compact, "channels") else compact
+        if len(first.item_token_ids) != len(catalog):
             raise CheckpointMismatchError(
-                f"compact model covers {len(compact.item_token_ids)} items, catalog has {len(catalog)}"
+                f"compact model covers {len(first.item_token_ids)} items, catalog has {len(catalog)}"
             )
         return cls(
-            compact.model,
-            compact.tokenizer,
+            first.model,
+            first.tokenizer,
             catalog,
             sid,
-            max_history=compact.config.max_items,
+            max_history=first.config.max_items,
             base_model="compact",
             compact=compact,
         )
+
+    @property
+    def _compact_prompts(self) -> Any:
+        """The compact model whose SID sequences are the prompts (channel 0 of several)."""
+        return self.compact.channels[0] if hasattr(self.compact, "channels") else self.compact
 
     # -- inputs ----------------------------------------------------------------------------------
     @property
@@ -267,7 +275,7 @@ class GenerativeRecommender:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ``(input_ids, attention_mask)`` for dense-index histories, as decoding wants them."""
         if self.compact is not None:
-            return self.compact.encode_histories(histories)
+            return self._compact_prompts.encode_histories(histories)
         return encode_left_padded(self.tokenizer, [self.prompt(h, phrasing) for h in histories])
 
     def explanation_template(self, name: str = "explanation") -> TaskTemplate:
@@ -588,9 +596,13 @@ class GenerativeRecommender:
                 f"the model was trained with ({config['sid_fingerprint']})"
             )
         if config["backbone"] == "compact":
+            from genrec.model.channels import MultiChannelRecommender
             from genrec.model.compact import CompactRecommender
 
-            compact = CompactRecommender.from_pretrained(directory / "compact", catalog=catalog)
+            if (directory / "compact" / "channels.json").is_file():  # saved by MultiChannelRecommender
+                compact = MultiChannelRecommender.from_pretrained(directory / "compact", catalog=catalog)
+            else:
+                compact = CompactRecommender.from_pretrained(directory / "compact", catalog=catalog)
             rec = cls.from_compact(compact, catalog, sid)
         else:
             templates = {p.stem: load_template(p) for p in sorted((directory / "prompts").glob("*.yaml"))}
@@ -612,6 +624,8 @@ class GenerativeRecommender:
             )
         if device is not None:
             rec.model.to(device)
+            for channel in getattr(rec.compact, "channels", [])[1:]:  # merged channels decode there too
+                channel.model.to(device)
         return rec
 
     @staticmethod
