@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-from walk import walk_dataset
+from walk import tiny_channels_config, walk_dataset
 
 from bench.common import per_user_hits
 from bench.seqrec_beauty_compact import choose_decoding
 from genrec.model.channels import train_channels
-from genrec.model.compact import CompactConfig, CompactTrainingConfig, validation_users
-from genrec.sid import SemanticIDSpec
+from genrec.model.compact import validation_users
 
 
 def test_decoding_is_the_merged_channels_best_on_validation(tmp_path):
     dataset = walk_dataset()
-    config = CompactTrainingConfig(
-        output_dir=str(tmp_path),
-        compact=CompactConfig(
-            hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_items=6, item_head_weight=1.0
-        ),
-        sid=SemanticIDSpec(modalities=["behaviour"], levels=2, codebook_size=4, behaviour_dim=8),
-        epochs=2,
-        batch_size=32,
-        learning_rate=2e-2,
-        warmup_steps=0,
-        eval_users=40,
-        eval_unseen_last=True,
-        eval_beams=10,
-        num_threads=1,
-        channels=[{"seed": 1}],
-    )
+    config = tiny_channels_config(tmp_path, [{"seed": 1}], epochs=2, eval_users=40, eval_unseen_last=True)
     merged = train_channels(dataset, config)
     result = choose_decoding(dataset, config, [10, 12], [0.0, 2.0])
     assert result["users"] == 40 and result["eval_unseen_last"]

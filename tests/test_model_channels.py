@@ -7,14 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from walk import N_ITEMS, walk_dataset
+from walk import N_ITEMS, TINY_COMPACT, tiny_channels_config, walk_dataset
 
 from genrec.data.dataset import SequenceDataset
 from genrec.decoding import merge_beams
 from genrec.errors import CheckpointMismatchError
 from genrec.model.channels import MultiChannelRecommender, channel_configs, train_channels
-from genrec.model.compact import CompactConfig, CompactRecommender, CompactTrainingConfig
-from genrec.sid import SemanticIDSpec
+from genrec.model.compact import CompactRecommender, CompactTrainingConfig
 
 
 @pytest.fixture(scope="module")
@@ -22,31 +21,10 @@ def dataset() -> SequenceDataset:
     return walk_dataset()
 
 
-TINY = CompactConfig(
-    hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_items=6, item_head_weight=1.0
-)
-
-
-def config(out, channels) -> CompactTrainingConfig:
-    return CompactTrainingConfig(
-        output_dir=str(out),
-        compact=TINY,
-        # codes from co-occurrence alone (no text encoder needed): 4 x 4 codes + a collision digit
-        sid=SemanticIDSpec(modalities=["behaviour"], levels=2, codebook_size=4, behaviour_dim=8),
-        epochs=3,
-        batch_size=32,
-        learning_rate=2e-2,
-        warmup_steps=0,
-        eval_users=32,
-        eval_beams=10,
-        patience=100,
-        num_threads=1,
-        channels=channels,
-    )
-
-
 def test_channel_configs_override_the_base_and_nest_their_folders(tmp_path):
-    base = config(tmp_path, [{"sid": {"seed": 1}}, {"epochs": 5, "compact": {"item_head_weight": 0.5}}])
+    base = tiny_channels_config(
+        tmp_path, [{"sid": {"seed": 1}}, {"epochs": 5, "compact": {"item_head_weight": 0.5}}]
+    )
     configs = channel_configs(base)
     assert configs[0] is base
     assert [c.output_dir for c in configs[1:]] == [str(tmp_path / "channel-1"), str(tmp_path / "channel-2")]
@@ -55,26 +33,28 @@ def test_channel_configs_override_the_base_and_nest_their_folders(tmp_path):
     assert configs[1].sid.levels == 2 and configs[2].compact.hidden_size == 32  # the rest is the base's
     assert all(c.channels == [] for c in configs[1:])
     with pytest.raises(ValueError, match=r"channels\[0\].sid: unknown field 'sede'"):
-        channel_configs(config(tmp_path, [{"sid": {"sede": 1}}]))
+        channel_configs(tiny_channels_config(tmp_path, [{"sid": {"sede": 1}}]))
     with pytest.raises(ValueError, match=r"channels\[0\].sid is a section"):
-        channel_configs(config(tmp_path, [{"sid": 3}]))
+        channel_configs(tiny_channels_config(tmp_path, [{"sid": 3}]))
     # a field whose value is a mapping takes it whole (it is not a section)
-    weighted = channel_configs(config(tmp_path, [{"sid": {"modality_weights": {"behaviour": 2.0}}}]))[1]
+    weighted = channel_configs(
+        tiny_channels_config(tmp_path, [{"sid": {"modality_weights": {"behaviour": 2.0}}}])
+    )[1]
     assert weighted.sid.modality_weights == {"behaviour": 2.0} and weighted.sid.levels == 2
     with pytest.raises(ValueError, match="sid.modalities"):  # each channel's config is validated as built
-        channel_configs(config(tmp_path, [{"sid": {"modalities": ["smell"]}}]))
+        channel_configs(tiny_channels_config(tmp_path, [{"sid": {"modalities": ["smell"]}}]))
     # another training seed draws the same validation users; a channel may not move them
-    seeded = channel_configs(config(tmp_path, [{"seed": 1}]))
+    seeded = channel_configs(tiny_channels_config(tmp_path, [{"seed": 1}]))
     assert seeded[1].seed == 1 and seeded[1].eval_seed == seeded[0].eval_seed == 0
     for moved in ({"eval_seed": 1}, {"eval_users": 8}, {"eval_unseen_last": True}):
         with pytest.raises(ValueError, match=rf"channels\[0\] changes \['{next(iter(moved))}'\]"):
-            channel_configs(config(tmp_path, [moved]))
+            channel_configs(tiny_channels_config(tmp_path, [moved]))
     with pytest.raises(ValueError, match="list of override mappings"):
         CompactTrainingConfig.from_dict({"channels": {"sid": {"seed": 1}}})
 
 
 def test_two_channels_train_on_their_own_codes_and_merge_their_beams(tmp_path, dataset):
-    merged = train_channels(dataset, config(tmp_path, [{"sid": {"seed": 1}}]))
+    merged = train_channels(dataset, tiny_channels_config(tmp_path, [{"sid": {"seed": 1}}]))
     first, second = merged.channels
     assert not np.array_equal(first.item_token_ids, second.item_token_ids)  # another k-means draw
     assert (tmp_path / "channel-1" / "best").is_dir() and (tmp_path / "channel-1" / "sid").is_dir()
@@ -104,7 +84,7 @@ def test_two_channels_train_on_their_own_codes_and_merge_their_beams(tmp_path, d
     assert saved.recommend([[]], k=5, num_beams=8)[0].shape == (1, 5)  # the cold-start prompt too
 
     # a rerun resumes both finished channels instead of training again
-    rerun = train_channels(dataset, config(tmp_path, [{"sid": {"seed": 1}}]))
+    rerun = train_channels(dataset, tiny_channels_config(tmp_path, [{"sid": {"seed": 1}}]))
     for a, b in zip(rerun.channels, merged.channels):
         for p, q in zip(a.model.parameters(), b.model.parameters()):
             torch.testing.assert_close(p, q)
@@ -112,12 +92,12 @@ def test_two_channels_train_on_their_own_codes_and_merge_their_beams(tmp_path, d
 
 def test_channels_must_share_the_catalog(tmp_path, dataset):
     tokens = [[f"<a_{i // 8}>", f"<b_{i % 8}>"] for i in range(N_ITEMS)]
-    a = CompactRecommender.from_item_tokens(tokens, TINY, dataset.catalog.fingerprint())
-    b = CompactRecommender.from_item_tokens(tokens, TINY, "another catalog")
+    a = CompactRecommender.from_item_tokens(tokens, TINY_COMPACT, dataset.catalog.fingerprint())
+    b = CompactRecommender.from_item_tokens(tokens, TINY_COMPACT, "another catalog")
     with pytest.raises(CheckpointMismatchError, match="channel 1 was trained on another catalog"):
         MultiChannelRecommender([a, b])
     no_head = CompactRecommender.from_item_tokens(
-        tokens, dataclasses.replace(TINY, item_head_weight=0.0), dataset.catalog.fingerprint()
+        tokens, dataclasses.replace(TINY_COMPACT, item_head_weight=0.0), dataset.catalog.fingerprint()
     )
     with pytest.raises(ValueError, match="item head"):
         MultiChannelRecommender([a, no_head])
