@@ -120,7 +120,7 @@ class GenerativeRecommender:
                 )
             self.token_table = item_token_table(tokenizer, sid)
         else:
-            self.token_table = np.asarray(self._compact_prompts.item_token_ids)
+            self.token_table = np.asarray(_prompt_model(self.compact).item_token_ids)
         self._trie = None
         self._builder: PromptBuilder | None = None
         self._vocabulary: AttributeVocabulary | None = None  # grounded explanations, built on first use
@@ -193,7 +193,7 @@ class GenerativeRecommender:
         """Wrap a :class:`genrec.model.compact.CompactRecommender` (prompts are its own SID sequences), or a
         :class:`genrec.model.channels.MultiChannelRecommender`, whose merged beams ``generate`` returns;
         ``sid`` and the prompts are then channel 0's."""
-        first = compact.channels[0] if hasattr(compact, "channels") else compact
+        first = _prompt_model(compact)
         if len(first.item_token_ids) != len(catalog):
             raise CheckpointMismatchError(
                 f"compact model covers {len(first.item_token_ids)} items, catalog has {len(catalog)}"
@@ -207,11 +207,6 @@ class GenerativeRecommender:
             base_model="compact",
             compact=compact,
         )
-
-    @property
-    def _compact_prompts(self) -> Any:
-        """The compact model whose SID sequences are the prompts (channel 0 of several)."""
-        return self.compact.channels[0] if hasattr(self.compact, "channels") else self.compact
 
     # -- inputs ----------------------------------------------------------------------------------
     @property
@@ -275,7 +270,7 @@ class GenerativeRecommender:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded ``(input_ids, attention_mask)`` for dense-index histories, as decoding wants them."""
         if self.compact is not None:
-            return self._compact_prompts.encode_histories(histories)
+            return _prompt_model(self.compact).encode_histories(histories)
         return encode_left_padded(self.tokenizer, [self.prompt(h, phrasing) for h in histories])
 
     def explanation_template(self, name: str = "explanation") -> TaskTemplate:
@@ -673,3 +668,8 @@ class GenerativeRecommender:
             "standard peft format; the base model must be resized to this tokenizer before "
             "`PeftModel.from_pretrained`.\n"
         )
+
+
+def _prompt_model(compact: Any) -> Any:
+    """The compact model whose SID sequences are the prompts: itself, or channel 0 of merged channels."""
+    return compact.channels[0] if hasattr(compact, "channels") else compact
