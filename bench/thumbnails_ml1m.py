@@ -77,6 +77,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--history-tokens", type=int, default=8, help="one cross-attention token per recent item")
     p.add_argument("--user-tokens", type=int, default=1, help="tokens from the history-mean user vector")
     p.add_argument("--pair-target", default="history", choices=["history", "next"])
+    p.add_argument(
+        "--target-in-history",
+        type=float,
+        default=0.0,
+        help="share of training pairs whose target re-enters its history tokens (IP-Adapter's signal)",
+    )
     p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
     p.add_argument("--p-drop-item", type=float, default=0.5)
     p.add_argument("--evaluator-steps", type=int, default=6000)
@@ -153,6 +159,7 @@ def main() -> None:
         seed=args.seed,
         image_size=64,
         pair_target=args.pair_target,
+        target_in_history=args.target_in_history,
         num_user_tokens=args.user_tokens,
         history_tokens=args.history_tokens,
         p_drop_item=args.p_drop_item,
@@ -278,6 +285,13 @@ def main() -> None:
         r = [images.row_of[i] for i in h if images.row_of[i] >= 0]
         own_k.append(real_feats[rng.choice(r, min(k, len(r)), replace=False)].mean(0))
     future_ceiling = personalization_scores(np.stack(own_k) - center, future_c)["auc"]
+    # What an image true to the user's taste, but not taken from the history, scores on history AUC: k of
+    # the user's later real posters in place of thumbnails. A generator far above it re-renders the history.
+    later_k = []
+    for f in future:
+        r = [images.row_of[i] for i in f if images.row_of[i] >= 0]
+        later_k.append(real_feats[rng.choice(r, min(k, len(r)), replace=False)].mean(0))
+    history_auc_later = personalization_scores(hist_c, np.stack(later_k) - center)["auc"]
     held_feats = real_feats[held_item]
     real_refs = {
         "copy_rate": copy_rate(held_feats, train_feats, train_labels)["copy_rate"],
@@ -348,6 +362,7 @@ def main() -> None:
     metrics = {
         **p,
         "future_auc_ceiling": future_ceiling,
+        "history_auc_of_later_real_posters": history_auc_later,
         **variant_rows["personalized"],
         "real_heldout_posters": real_refs,
         "evaluator_heldout_items": ev_metrics,
@@ -375,12 +390,15 @@ def main() -> None:
         f"images; conditioner: {args.history_tokens} history tokens + {args.user_tokens} user-vector "
         "token(s), "
         f"item table {'text + poster embeddings' if args.image_encoder else 'text embeddings'}; pairs "
-        f"`{args.pair_target}`, prediction `{args.prediction_type}`; VAE {args.vae_steps} steps, UNet "
+        f"`{args.pair_target}` (target in its history tokens for {args.target_in_history:.0%}), prediction "
+        f"`{args.prediction_type}`; VAE {args.vae_steps} steps, UNet "
         f"{args.unet_steps} steps at batch 32 ({timing.get('unet_step_s', float('nan')):.2f} s/step, "
         f"{timing.get('threads', threads)} thread(s)); user guidance {args.user_guidance}, "
         f"{args.sample_steps} {args.sample_scheduler} steps.\n\n{table}\n"
         f"p-values: one-sided permutation tests ({PERMUTATIONS} re-pairings). Future AUC ceiling (the users' "
-        f"own earlier posters, {k} each): {future_ceiling:.3f}. KID is in the genre evaluator's features "
+        f"own earlier posters, {k} each): {future_ceiling:.3f}; history AUC of {k} of each user's later real "
+        f"posters (true to taste, not re-rendered from the history): {history_auc_later:.3f}. KID is in "
+        "the genre evaluator's features "
         f"(not Inception); personalized / unconditional KID = {p['kid'] / uc['kid']:.2f}x.\n\n"
         f"Item variants: {len(x_items)} held-out movies x {len(users)} users x {v}, item guidance "
         f"{args.item_guidance}, img2img from the movie's poster at strength {args.strength}; grounding "

@@ -110,6 +110,34 @@ def test_history_pairs_condition_on_the_users_other_training_items(toy):
         PairSampler(toy, images, holdout, target="future")
 
 
+@pytest.mark.parametrize("target", ["history", "next"])
+def test_target_re_enters_its_history_at_a_recent_slot(toy, target):
+    """target_in_history=1: every condition is the usual one with the target inserted among its last
+    `recent_slots` positions; 0 leaves the usual pairs (and the sampler's stream) untouched."""
+    images = load_item_images(toy.catalog, 8, progress=False)
+    holdout = hold_out(toy, 0.25, 0.2, seed=0)
+    train = toy.train_sequences()
+    usual = PairSampler(toy, images, holdout, seed=3, target=target, target_in_history=0.0, recent_slots=2)
+    plain = PairSampler(toy, images, holdout, seed=3, target=target)
+    for (h0, t0), (h1, t1) in zip(zip(*usual.sample(32)), zip(*plain.sample(32))):
+        assert t0 == t1 and h0.tolist() == h1.tolist()
+    sampler = PairSampler(toy, images, holdout, seed=3, target=target, target_in_history=1.0, recent_slots=2)
+    slots_seen = set()
+    for u, t in zip(sampler.users, sampler.positions):
+        sampler.users, sampler.positions = np.array([u]), np.array([t])
+        (history,), (item,) = sampler.sample(1)
+        rest = train[u][:t] if target == "next" else np.delete(train[u], t)
+        from_end = len(history) - 1 - int(np.flatnonzero(history == item)[-1])
+        assert from_end < 2
+        assert np.delete(history, len(history) - 1 - from_end).tolist() == rest.tolist()
+        slots_seen.add(from_end)
+    assert slots_seen == {0, 1}  # both recent slots are used, not only the newest
+    with pytest.raises(ValueError, match="target_in_history"):
+        PairSampler(toy, images, holdout, target_in_history=1.5)
+    with pytest.raises(ValueError, match="target_in_history"):
+        ThumbnailTrainingConfig(target_in_history=-0.1)
+
+
 def test_training_survives_bad_images_and_resume_continues_exactly(toy, tmp_path):
     emb = embeddings(toy)
     straight = ThumbnailTrainer(tiny_config(tmp_path / "a"), toy, emb, progress=False)

@@ -75,6 +75,7 @@ class ThumbnailTrainingConfig:
     test_item_fraction: float = 0.05
     history_max_len: int = 50
     pair_target: str = "next"  # "next": history before t -> item t; "history": other history items -> item t
+    target_in_history: float = 0.0  # share of pairs whose target re-enters its history (see PairSampler)
     # conditions
     item_condition: bool = True
     unconditional: bool = False  # control model: every condition replaced by null tokens
@@ -130,6 +131,8 @@ class ThumbnailTrainingConfig:
         for name, allowed in (("prediction_type", PREDICTION_TYPES), ("pair_target", PAIR_TARGETS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.target_in_history <= 1.0:
+            raise ValueError(f"target_in_history is a share in [0, 1], got {self.target_in_history}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ThumbnailTrainingConfig:
@@ -346,7 +349,14 @@ class ThumbnailTrainer:
         # Each process draws its own batches (under `accelerate launch`), reproducibly.
         rank_seed = cfg.seed + 1000 * acc.process_index
         sampler = PairSampler(
-            self.dataset, self.images, self.holdout, cfg.history_max_len, rank_seed + 2, cfg.pair_target
+            self.dataset,
+            self.images,
+            self.holdout,
+            cfg.history_max_len,
+            rank_seed + 2,
+            cfg.pair_target,
+            target_in_history=cfg.target_in_history,
+            recent_slots=max(cfg.history_tokens, 1),
         )
         params = list(unet.parameters()) + list(conditioner.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
