@@ -80,8 +80,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--target-in-history",
         type=float,
-        default=0.0,
-        help="share of training pairs whose target re-enters its history tokens (IP-Adapter's signal)",
+        default=0.5,
+        help="share of training pairs whose target re-enters its history tokens (IP-Adapter's signal); "
+        "0.5 gave history AUC .538 (p=.0045) where 0 gave .520 (p=.090)",
     )
     p.add_argument("--prediction-type", default="sample", choices=["sample", "epsilon", "v_prediction"])
     p.add_argument("--p-drop-item", type=float, default=0.5)
