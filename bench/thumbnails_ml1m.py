@@ -233,8 +233,11 @@ def main() -> None:
         cond_hist.append(seq[:-n_ref][-config.history_max_len :])
         future.append(seq[-n_ref:])
 
-    def centroid(items: np.ndarray) -> np.ndarray:
+    def centroid(items: np.ndarray, sample: int | None = None, rng=None) -> np.ndarray:
+        """Mean evaluator features of the items' real posters (of ``sample`` random ones, if given)."""
         rows = [images.row_of[i] for i in items if images.row_of[i] >= 0]
+        if sample is not None:
+            rows = rng.choice(rows, min(sample, len(rows)), replace=False)
         return real_feats[rows].mean(0)
 
     center = train_feats.mean(0)  # cosine measures direction, not the shared offset
@@ -281,18 +284,12 @@ def main() -> None:
     # Real-poster references: the ceiling of future AUC (the user's own earlier posters in place of
     # thumbnails), the copy rate and KID of held-out real posters.
     rng = np.random.default_rng(args.seed)
-    own_k = []
-    for h in cond_hist:
-        r = [images.row_of[i] for i in h if images.row_of[i] >= 0]
-        own_k.append(real_feats[rng.choice(r, min(k, len(r)), replace=False)].mean(0))
-    future_ceiling = personalization_scores(np.stack(own_k) - center, future_c)["auc"]
+    own_k = np.stack([centroid(h, k, rng) for h in cond_hist]) - center
+    future_ceiling = personalization_scores(own_k, future_c)["auc"]
     # What an image true to the user's taste, but not taken from the history, scores on history AUC: k of
     # the user's later real posters in place of thumbnails. A generator far above it re-renders the history.
-    later_k = []
-    for f in future:
-        r = [images.row_of[i] for i in f if images.row_of[i] >= 0]
-        later_k.append(real_feats[rng.choice(r, min(k, len(r)), replace=False)].mean(0))
-    history_auc_later = personalization_scores(hist_c, np.stack(later_k) - center)["auc"]
+    later_k = np.stack([centroid(f, k, rng) for f in future]) - center
+    history_auc_later = personalization_scores(hist_c, later_k)["auc"]
     held_feats = real_feats[held_item]
     real_refs = {
         "copy_rate": copy_rate(held_feats, train_feats, train_labels)["copy_rate"],
